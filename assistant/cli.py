@@ -1,0 +1,145 @@
+"""The `assistant` command. Every AssistantError becomes one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from assistant.config import load_settings
+from assistant.errors import AssistantError, ConfigError
+from assistant.models import BACKENDS, Message, build_generator
+from assistant.prompts import plain_chat
+
+app = typer.Typer(
+    help="Retrieval-augmented assistant with optional fine-tuning. Offline by default.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+BackendOpt = Annotated[Optional[str], typer.Option(help=f"Generator backend: {' | '.join(BACKENDS)}.")]
+ModelOpt = Annotated[Optional[str], typer.Option(help="Model: a local folder/.gguf, or an OpenAI model id.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Most tokens to generate.")]
+TemperatureOpt = Annotated[Optional[float], typer.Option(help="0 = greedy (reproducible).")]
+
+
+def _generator(backend: str | None, model: str | None, max_tokens: int | None, temperature: float | None):
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"Unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}.")
+    settings = load_settings(backend=backend, model=model, max_tokens=max_tokens, temperature=temperature)
+    return build_generator(settings)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print text, usage and latency as JSON.")] = False,
+) -> None:
+    """Answer one question (plain strategy) and stream the answer."""
+    generator = _generator(backend, model, max_tokens, temperature)
+    stream = generator.stream(plain_chat(question))
+    if as_json:
+        for _ in stream:
+            pass
+        print(json.dumps(stream.generation.to_dict(), ensure_ascii=False, indent=2))
+        return
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+
+
+@app.command()
+def chat(
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+) -> None:
+    """Chat in the terminal, keeping the conversation. /reset starts over; Ctrl-D or /exit leaves."""
+    generator = _generator(backend, model, max_tokens, temperature)
+    history: list[Message] = []
+    print(f"Chatting with {generator.model_id}. /reset starts over, /exit or Ctrl-D leaves.")
+    while True:
+        try:
+            question = input("you> ").strip()
+        except EOFError:
+            print()
+            return
+        if question in {"/exit", "/quit"}:
+            return
+        if question == "/reset":
+            history.clear()
+            print("(conversation cleared)")
+            continue
+        if not question:
+            continue
+        print("assistant> ", end="", flush=True)
+        stream = generator.stream(plain_chat(question, history))
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print()
+        history += [Message("user", question), Message("assistant", stream.generation.text)]
+
+
+@app.command()
+def doctor() -> None:
+    """Check the data home, the bundled models and the configured backend; say how to fix what is wrong."""
+    from assistant.doctor import run_checks
+
+    settings = load_settings()
+    failed = 0
+    for check in run_checks(settings):
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}", flush=True)
+        failed += not check.ok
+    if failed:
+        print(f"{failed} check(s) failed.", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 to serve your network).")] = "127.0.0.1",
+) -> None:
+    """Start the web app. Extra --server.* / --theme.* options are passed to Streamlit."""
+    load_settings()  # a bad setting fails here, in one line, rather than inside the browser
+    spec = importlib.util.find_spec("ui")
+    if spec is None or spec.origin is None:
+        raise AssistantError("The ui package is not installed; run `make install`.")
+    app_file = Path(spec.origin).parent / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_file),
+        "--server.port", str(port), "--server.address", host,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        *ctx.args,
+    ]
+    print(f"Serving on http://{host}:{port}", flush=True)
+    raise typer.Exit(subprocess.call(command))
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except AssistantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

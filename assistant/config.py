@@ -1,0 +1,114 @@
+"""Settings: environment variables prefixed ASSISTANT_, then an optional assistant.toml, then defaults.
+
+`load_settings()` is the one entry point; it turns validation errors into a ConfigError that names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from assistant.errors import ConfigError
+
+ENV_PREFIX = "ASSISTANT_"
+CONFIG_FILE_ENV = "ASSISTANT_CONFIG"
+DEFAULT_CONFIG_FILE = "assistant.toml"
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+def _openai_alias(name: str) -> AliasChoices:
+    # The openai settings also honour the variables the official client reads, so existing setups just work.
+    return AliasChoices(f"{ENV_PREFIX}{name}".lower(), name.lower(), f"openai_{name.split('_', 1)[1]}".lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, populate_by_name=True
+    )
+
+    home: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("ragtune")),
+        description="Data home: everything the app writes (model cache, stores, fine-tuned models) goes here.",
+    )
+    backend: Literal["local", "openai"] = Field("local", description="Generator backend.")
+    model: str | None = Field(
+        None,
+        description="local: a Hugging Face model folder or .gguf file (default: the bundled SmolLM2-135M-Instruct); "
+        f"openai: a model id (default: {DEFAULT_OPENAI_MODEL}).",
+    )
+    adapter: Path | None = Field(None, description="local: a LoRA adapter folder (safetensors) to apply.")
+    embedder: str | None = Field(
+        None, description="A sentence-transformers model folder (default: the bundled all-MiniLM-L6-v2)."
+    )
+    max_tokens: int = Field(256, ge=1, le=32768, description="Most tokens generated per answer.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding (reproducible).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass, used when temperature > 0.")
+    seed: int = Field(0, ge=0, description="Seed for sampling, so a temperature > 0 run can be repeated.")
+    threads: int | None = Field(None, ge=1, le=256, description="local: CPU threads (default: all cores).")
+    local_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="local: weight/compute format. auto picks the fastest one that keeps greedy output."
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=_openai_alias("OPENAI_BASE_URL"),
+        description="Any OpenAI-compatible server (vLLM, Ollama, TGI); default: api.openai.com.",
+    )
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_openai_alias("OPENAI_API_KEY"))
+    openai_timeout: float = Field(60.0, gt=0, description="Seconds before a request to the server gives up.")
+    openai_max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _must_be_http(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; keyword overrides (e.g. from CLI flags) win over everything else."""
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV} points at {config_file}, which is not a file.")
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # e.g. a malformed assistant.toml
+        raise ConfigError(f"Could not read the settings: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        name = name.lower().removeprefix(ENV_PREFIX.lower())
+        shown = "" if "api_key" in name else f" (got {error.get('input')!r})"
+        lines.append(f"{ENV_PREFIX}{name.upper()} / `{name}` in {DEFAULT_CONFIG_FILE}: {error['msg']}{shown}")
+    return "Invalid setting: " + "; ".join(lines)

