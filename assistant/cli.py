@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
+from assistant.cli_kb import ingest, kb_app, retrieve
 from assistant.config import load_settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.models import BACKENDS, Message, build_generator
@@ -23,6 +24,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+app.command()(ingest)
+app.command()(retrieve)
+app.add_typer(kb_app, name="kb")
 
 BackendOpt = Annotated[Optional[str], typer.Option(help=f"Generator backend: {' | '.join(BACKENDS)}.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model: a local folder/.gguf, or an OpenAI model id.")]

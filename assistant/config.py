@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +58,22 @@ class Settings(BaseSettings):
     local_precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="local: weight/compute format. auto picks the fastest one that keeps greedy output."
     )
+    chroma_url: str | None = Field(
+        None, description="A Chroma server (http://host:port) instead of the embedded store under the data home."
+    )
+    collection: str = Field(
+        "knowledge",
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$",
+        description="Knowledge base (Chroma collection) to ingest into and answer from.",
+    )
+    chunk_size: int = Field(200, ge=32, le=2048, description="Chunk size in embedder tokens.")
+    chunk_overlap: int = Field(30, ge=0, description="Tokens shared by neighbouring chunks.")
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+    max_file_mb: float = Field(50.0, gt=0, description="Larger files are skipped as too_large.")
+    max_unpacked_mb: float = Field(200.0, gt=0, description="Bound on a .docx's decompressed size (zip bombs).")
+    max_archive_entries: int = Field(5000, ge=1, description="Bound on the number of entries in a .docx.")
     openai_base_url: str | None = Field(
         None,
         validation_alias=_openai_alias("OPENAI_BASE_URL"),
@@ -67,16 +83,26 @@ class Settings(BaseSettings):
     openai_timeout: float = Field(60.0, gt=0, description="Seconds before a request to the server gives up.")
     openai_max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
 
-    @field_validator("openai_base_url")
+    @field_validator("openai_base_url", "chroma_url")
     @classmethod
     def _must_be_http(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
     @property
     def model_cache_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "chroma"
 
     @classmethod
     def settings_customise_sources(
@@ -107,8 +133,8 @@ def load_settings(**overrides: object) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "?"
+        name = str(error["loc"][0]) if error["loc"] else "chunk_overlap"  # the only cross-field rule
         name = name.lower().removeprefix(ENV_PREFIX.lower())
-        shown = "" if "api_key" in name else f" (got {error.get('input')!r})"
+        shown = "" if "api_key" in name or not error["loc"] else f" (got {error.get('input')!r})"
         lines.append(f"{ENV_PREFIX}{name.upper()} / `{name}` in {DEFAULT_CONFIG_FILE}: {error['msg']}{shown}")
     return "Invalid setting: " + "; ".join(lines)

@@ -22,3 +22,7 @@ class ModelUnavailable(AssistantError):
 
 class BackendError(AssistantError):
     """A generator backend failed at run time: unreachable server, rejected key, timeout, bad request."""
+
+
+class StoreError(AssistantError):
+    """The vector store cannot be used as asked: unreachable server, busy embedded store, mismatched embedder."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Iterator
+
+import numpy as np
 
 from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
 
@@ -24,3 +28,28 @@ class FakeGenerator(BaseGenerator):
             yield word if index == 0 else " " + word
         prompt_tokens = sum(len(m.content.split()) for m in messages)
         yield StreamEnd(Usage(prompt_tokens, len(kept)), "length" if len(words) > len(kept) else "stop")
+
+
+class HashingEmbedder:
+    """Deterministic bag-of-words vectors (Chroma's trick for tests): fast, and texts sharing words are similar."""
+
+    def __init__(self, dimension: int = 64, name: str = "all-MiniLM-L6-v2") -> None:
+        self.name = name  # poses as the bundled embedder, so stores it builds match the default settings
+        self.dimension = dimension
+        self.calls: list[list[str]] = []
+
+    @property
+    def embedded(self) -> int:
+        return sum(len(texts) for texts in self.calls)
+
+    def tokenize(self, text: str) -> list[int]:
+        return [zlib.crc32(word.encode()) for word in re.findall(r"\w+|[^\w\s]", text.lower())]
+
+    def embed(self, texts) -> np.ndarray:
+        self.calls.append(list(texts))
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in self.tokenize(text):
+                vectors[row, token % self.dimension] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)

@@ -15,16 +15,15 @@ from transformers import (
     StoppingCriteriaList,
     TextIteratorStreamer,
 )
-from transformers.utils import logging as hf_logging
 
+from assistant import hf
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError
 from assistant.models import cpu_speed
 from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
 from assistant.models.local_weights import check_adapter, resolve_source, weights_folder
 
-hf_logging.disable_progress_bar()
-hf_logging.set_verbosity_error()
+hf.quiet()
 
 
 class _StopWhenSet(StoppingCriteria):

@@ -1,0 +1,122 @@
+"""`assistant ingest`, `assistant kb …` and `assistant retrieve`: the knowledge-base commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from assistant.config import load_settings
+
+kb_app = typer.Typer(help="Inspect and manage knowledge bases.", no_args_is_help=True)
+CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+err = Console(stderr=True)
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+    collection: CollectionOpt = None,
+    prune: Annotated[bool, typer.Option(help="Remove documents whose files are gone.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or update documents in a knowledge base; unchanged files are skipped."""
+    from ingest.pipeline import Ingestor
+    from ingest.pipeline import Progress as Callbacks
+
+    settings = load_settings()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=as_json) as bar:
+        files = bar.add_task("files", total=None)
+        chunks = bar.add_task("chunks embedded", total=None)
+        callbacks = Callbacks(on_start=lambda total: bar.update(files, total=total),
+                              on_file=lambda result: bar.advance(files),
+                              on_embedded=lambda count: bar.advance(chunks, count))
+        report = Ingestor(settings).run(paths, collection=collection, prune=prune, progress=callbacks)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        counts = ", ".join(f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "removed", "failed"))
+        print(f"{report.collection}: {counts} · {report.embedded_chunks} chunks embedded · {report.seconds:.1f} s")
+        for failure in report.failed:
+            print(f"  FAILED {failure.doc_id}: {failure.reason} — {failure.detail}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def retrieve(
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 4,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the passages of a knowledge base closest to a query, with source, location and score."""
+    from assistant.retrieval import DenseRetriever
+
+    passages = DenseRetriever.from_settings(load_settings(), collection).retrieve(query, k)
+    if as_json:
+        print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
+        return
+    if not passages:
+        print("The knowledge base is empty.")
+    for rank, passage in enumerate(passages, start=1):
+        where = f"{passage.source}" + (f" ({passage.location})" if passage.location else "")
+        print(f"[{rank}] {passage.score:.3f}  {where}")
+        print("    " + passage.text[:300].replace("\n", " ") + ("…" if len(passage.text) > 300 else ""))
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonOpt = False) -> None:
+    """Knowledge bases and their documents with chunk counts."""
+    from ingest.kb import list_collections
+
+    infos = list_collections(load_settings())
+    if as_json:
+        print(json.dumps([{"name": i.name, "embedder": i.embedder, "chunks": i.chunks, "documents": i.documents}
+                          for i in infos], indent=2))
+        return
+    if not infos:
+        print("No knowledge bases yet: `assistant ingest PATH` creates one.")
+    for info in infos:
+        print(f"{info.name}  ({len(info.documents)} documents, {info.chunks} chunks, embedder {info.embedder})")
+        for doc_id, count in sorted(info.documents.items()):
+            print(f"  {count:6d}  {doc_id}")
+
+
+@kb_app.command("remove")
+def kb_remove(doc_id: Annotated[str, typer.Argument(help="Document id, as `kb list` shows it.")],
+              collection: CollectionOpt = None) -> None:
+    """Remove one document's chunks from a knowledge base."""
+    from ingest.kb import remove_document
+
+    settings = load_settings()
+    removed = remove_document(settings, collection or settings.collection, doc_id)
+    print(f"Removed {doc_id} ({removed} chunks).")
+
+
+@kb_app.command("reindex")
+def kb_reindex(collection: CollectionOpt = None) -> None:
+    """Re-embed a knowledge base with the configured embedder (after changing ASSISTANT_EMBEDDER)."""
+    from ingest.kb import reindex
+
+    settings = load_settings()
+    name = collection or settings.collection
+    print(f"Reindexed {name}: {reindex(settings, name)} chunks.")
+
+
+@kb_app.command("stats")
+def kb_stats(collection: CollectionOpt = None, as_json: JsonOpt = False) -> None:
+    """Size, embedder and state of a knowledge base."""
+    from ingest.kb import stats
+
+    settings = load_settings()
+    info = stats(settings, collection or settings.collection)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        print(f"{key:>22}: {value}")

@@ -1,0 +1,87 @@
+"""Managing knowledge bases: list, inspect, remove a document, re-embed with another embedder."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from assistant.config import Settings
+from assistant.embeddings import Embedder, SentenceTransformerEmbedder
+from assistant.errors import StoreError
+from ingest.manifest import Manifest
+from ingest.pipeline import embedder_name
+from ingest.store import KnowledgeStore
+
+REINDEX_SUFFIX = "-reindexing"
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    embedder: str | None
+    documents: dict[str, int]  # doc_id → chunks
+
+    @property
+    def chunks(self) -> int:
+        return sum(self.documents.values())
+
+
+def list_collections(settings: Settings) -> list[CollectionInfo]:
+    store = KnowledgeStore(settings)
+    infos = []
+    for name in store.names():
+        collection = store.get(name)
+        infos.append(CollectionInfo(name, collection.embedder, collection.documents()))
+    return infos
+
+
+def stats(settings: Settings, name: str) -> dict:
+    store = KnowledgeStore(settings)
+    collection = store.get(name)
+    documents = collection.documents()
+    with Manifest(store.manifest_path(name)) as manifest:
+        pending = [entry.doc_id for entry in manifest.entries() if not entry.done]
+    return {"collection": name, "store": store.where, "embedder": collection.embedder,
+            "dimension": collection.dimension, "documents": len(documents),
+            "chunks": collection.count(), "largest_documents": sorted(documents.items(), key=lambda kv: -kv[1])[:5],
+            "interrupted_documents": pending}
+
+
+def remove_document(settings: Settings, name: str, doc_id: str) -> int:
+    """Delete one document's chunks and forget it; returns how many chunks went."""
+    store = KnowledgeStore(settings)
+    with store.writing():
+        collection = store.get(name)
+        documents = collection.documents()
+        if doc_id not in documents:
+            close = difflib.get_close_matches(doc_id, list(documents), n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else " `assistant kb list` shows them."
+            raise StoreError(f"No document {doc_id!r} in knowledge base {name!r}.{hint}")
+        removed = collection.delete_document(doc_id)
+        with Manifest(store.manifest_path(name)) as manifest:
+            manifest.remove(doc_id)
+    return removed
+
+
+def reindex(settings: Settings, name: str, embedder: Embedder | None = None) -> int:
+    """Re-embed every stored chunk with the configured embedder, into a new collection that replaces the old one
+    only once it is complete: an interrupted reindex leaves the old knowledge base as it was."""
+    store = KnowledgeStore(settings)
+    embedder = embedder or SentenceTransformerEmbedder.from_settings(settings)
+    identity = embedder_name(settings)
+    staging = f"{name}{REINDEX_SUFFIX}"
+    with store.writing():
+        old = store.get(name)
+        if staging in store.names():
+            store.delete(staging)  # left over from an interrupted reindex
+        new = store.get_or_create(staging, identity, embedder.dimension)
+        for ids, texts, metadatas in old.all_records():
+            new.upsert(ids, embedder.embed(texts), texts, metadatas)
+        if new.count() != old.count():
+            raise StoreError(f"Reindexing {name!r} copied {new.count()} of {old.count()} chunks; the old knowledge "
+                             "base is untouched. Try again.")
+        store.delete(name)
+        store.rename(staging, name)
+        with Manifest(store.manifest_path(name)) as manifest:
+            manifest.bind_to(store.get(name).uid, keep=True)  # same chunk ids, new vectors
+        return new.count()

@@ -1,0 +1,166 @@
+"""The vector store: Chroma, embedded under the data home by default or a server at ASSISTANT_CHROMA_URL.
+
+We pass our own embeddings always (Chroma's default embedding function would download a model). Each collection
+records the embedder that made its vectors; opening it with another embedder is refused rather than mixing vectors.
+An embedded store is not safe for two writer processes, so writers hold a file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from assistant.config import Settings
+from assistant.errors import StoreError
+
+WRITER_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    text: str
+    metadata: dict
+    score: float  # cosine similarity, 1 = same direction
+
+
+class Collection:
+    def __init__(self, chroma_collection) -> None:
+        self._c = chroma_collection
+        self.name: str = chroma_collection.name
+        self.uid = str(chroma_collection.id)
+
+    @property
+    def embedder(self) -> str | None:
+        return (self._c.metadata or {}).get("embedder")
+
+    @property
+    def dimension(self) -> int | None:
+        return (self._c.metadata or {}).get("dimension")
+
+    def count(self) -> int:
+        return self._c.count()
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str], metadatas: Sequence[dict]) -> None:
+        if ids:
+            self._c.upsert(ids=list(ids), embeddings=vectors, documents=list(texts), metadatas=list(metadatas))
+
+    def ids_of(self, doc_id: str) -> set[str]:
+        return set(self._c.get(where={"doc_id": doc_id}, include=[])["ids"])
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._c.delete(ids=list(ids))
+
+    def delete_document(self, doc_id: str) -> int:
+        ids = self.ids_of(doc_id)
+        self.delete(sorted(ids))
+        return len(ids)
+
+    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[Hit]:
+        if self.count() == 0:
+            return []
+        result = self._c.query(query_embeddings=[vector], n_results=k, where=where,
+                               include=["documents", "metadatas", "distances"])
+        return [Hit(id_, text, meta or {}, 1.0 - distance) for id_, text, meta, distance in
+                zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0])]
+
+    def all_records(self, batch: int = 1000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
+        """Every (ids, texts, metadatas), page by page: the store holds the chunk texts, so nothing is re-read."""
+        for offset in range(0, self.count(), batch):
+            page = self._c.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            yield page["ids"], page["documents"], page["metadatas"]
+
+    def documents(self) -> dict[str, int]:
+        """doc_id → number of chunks."""
+        counts: dict[str, int] = {}
+        for offset in range(0, self.count(), 5000):
+            for meta in self._c.get(include=["metadatas"], limit=5000, offset=offset)["metadatas"]:
+                counts[meta["doc_id"]] = counts.get(meta["doc_id"], 0) + 1
+        return counts
+
+
+class KnowledgeStore:
+    def __init__(self, settings: Settings) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        self.server = settings.chroma_url
+        if self.server:
+            url = urlparse(self.server)
+            try:
+                self.client = chromadb.HttpClient(host=url.hostname or "localhost", port=url.port or 8000,
+                                                  ssl=url.scheme == "https", settings=chroma_settings)
+                self.client.heartbeat()
+            except Exception as exc:  # chromadb raises many types for "cannot reach the server"
+                raise StoreError(f"Could not reach the Chroma server at {self.server} ({type(exc).__name__}). Start "
+                                 "it (`chroma run --path DIR --port N`) or unset ASSISTANT_CHROMA_URL.") from None
+            self.where = self.server
+            self.state_dir = settings.home / "manifests" / f"{url.hostname}_{url.port or 8000}"
+        else:
+            settings.store_dir.mkdir(parents=True, exist_ok=True)
+            self.client = chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+            self.where = str(settings.store_dir)
+            self.state_dir = settings.store_dir / "manifests"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = settings.store_dir / ".writer.lock" if not self.server else None
+
+    @contextlib.contextmanager
+    def writing(self, wait: float = WRITER_WAIT_SECONDS) -> Iterator[None]:
+        """Hold the writer lock of an embedded store (a server serialises writers itself)."""
+        if self._lock_file is None:
+            yield
+            return
+        lock = FileLock(str(self._lock_file), timeout=wait)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreError(f"Another process is writing to the embedded store at {self.where} (waited {wait:.0f} s). "
+                             "Wait for it to finish, or for concurrent writers run a Chroma server (`chroma run "
+                             "--path DIR --port N`) and set ASSISTANT_CHROMA_URL.") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def names(self) -> list[str]:
+        return sorted(c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections())
+
+    def get(self, name: str, embedder: str | None = None) -> Collection:
+        """An existing collection; with `embedder`, refuse one built by a different embedder."""
+        if name not in self.names():
+            known = ", ".join(self.names()) or "none yet"
+            raise StoreError(f"No knowledge base named {name!r} (known: {known}). Create it with "
+                             f"`assistant ingest PATH --collection {name}`.")
+        collection = Collection(self.client.get_collection(name))
+        if embedder is not None and collection.embedder not in (None, embedder):
+            raise StoreError(
+                f"Knowledge base {name!r} was embedded with {collection.embedder}, but the configured embedder is "
+                f"{embedder}. Mixing them would make search meaningless: run `assistant kb reindex --collection "
+                f"{name}` to re-embed it with {embedder}, or set ASSISTANT_EMBEDDER back."
+            )
+        return collection
+
+    def get_or_create(self, name: str, embedder: str, dimension: int) -> Collection:
+        if name in self.names():
+            return self.get(name, embedder)
+        return Collection(self.client.create_collection(
+            name, metadata={"embedder": embedder, "dimension": dimension},
+            configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
+        ))
+
+    def delete(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def rename(self, old: str, new: str) -> None:
+        self.client.get_collection(old).modify(name=new)
+
+    def manifest_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.sqlite"
