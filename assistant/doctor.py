@@ -48,4 +48,5 @@ def _try_backend(settings: Settings) -> str:
     if settings.backend == "openai":
         return generator.check()  # type: ignore[attr-defined]
     reply = generator.generate([{"role": "user", "content": "Say OK."}], max_tokens=2)
-    return f"{generator.model_id} loaded and generated {reply.usage.completion_tokens} token(s)"
+    return (f"{generator.model_id} loaded in {generator.load_seconds:.1f} s ({generator.weight_format}) and "
+            f"generated {reply.usage.completion_tokens} token(s)")

@@ -42,6 +42,8 @@ class LocalGenerator(BaseGenerator):
         self.model = model
         self.tokenizer = tokenizer
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.weight_format = "as loaded"
+        self.load_seconds = 0.0
         self._lock = threading.Lock()  # one generation at a time: they would only fight over the same cores
 
     @classmethod
@@ -55,15 +57,18 @@ class LocalGenerator(BaseGenerator):
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         adapter = adapter if adapter is not None else settings.adapter
         model_id = source.name
+        weight_files = sorted(folder.glob("*.safetensors"))
         if adapter is not None:
             from peft import PeftModel
 
             # Merged into the base weights: inference then costs exactly what the base model costs.
             lm = PeftModel.from_pretrained(lm, str(check_adapter(adapter))).merge_and_unload()
             model_id = f"{source.name}+{Path(adapter).name}"
-        lm = cpu_speed.optimise(lm, settings.local_precision)
+            weight_files.append(Path(adapter) / "adapter_model.safetensors")
+        lm, weight_format = cpu_speed.optimise(lm, settings.local_precision, settings.home / "kernels", weight_files)
         defaults = GenerationOptions(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
         generator = cls(lm, tokenizer, model_id, defaults)
+        generator.weight_format = weight_format
         generator.load_seconds = time.perf_counter() - started
         return generator
 
