@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(200, ge=32, le=2048, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(30, ge=0, description="Tokens shared by neighbouring chunks.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+    embed_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Embedder compute format. auto: bf16 where the CPU has bf16 instructions, else fp32."
+    )
     max_file_mb: float = Field(50.0, gt=0, description="Larger files are skipped as too_large.")
     max_unpacked_mb: float = Field(200.0, gt=0, description="Bound on a .docx's decompressed size (zip bombs).")
     max_archive_entries: int = Field(5000, ge=1, description="Bound on the number of entries in a .docx.")

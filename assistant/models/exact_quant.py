@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from assistant.cpu import cpu_flags
+
 KERNEL_SOURCE = Path(__file__).with_name("kernels") / "q4_cpu.cpp"
 DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _ops = None
@@ -44,7 +46,7 @@ def load_kernels(build_root: Path):
         from torch.utils.cpp_extension import load
 
         source = KERNEL_SOURCE.read_bytes()
-        cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+        cpu = " ".join(sorted(cpu_flags()))
         # -march=native binaries are only valid on this kind of CPU: key the build on source, torch and CPU flags.
         key = hashlib.sha256(source + torch.__version__.encode() + cpu.encode()).hexdigest()[:16]
         build_dir = build_root / f"q4_cpu-{key}"

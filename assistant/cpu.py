@@ -1,0 +1,21 @@
+"""What this CPU can do, read once from /proc/cpuinfo (empty on systems without it: then nothing is assumed)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return frozenset()
+    flags = next((line.split(":", 1)[1] for line in lines if line.startswith("flags")), "")
+    return frozenset(flags.split())
+
+
+def has_native_bf16() -> bool:
+    """bf16 matrix instructions: without them bf16 on a CPU is emulated and slower than fp32."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
