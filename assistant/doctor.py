@@ -23,6 +23,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
     for model in bundled.BUNDLED:
         yield _check(f"bundled {model.name}", lambda model=model: str(model.path()))
     yield _check(f"backend {settings.backend}", lambda: _try_backend(settings))
+    yield _check(f"knowledge base {settings.collection}", lambda: _knowledge_base(settings))
 
 
 def _check(name: str, probe: Callable[[], str]) -> Check:
@@ -39,6 +40,17 @@ def _writable(settings: Settings) -> str:
     with tempfile.NamedTemporaryFile(dir=settings.home):
         pass
     return f"{settings.home} (writable; set ASSISTANT_HOME to move it)"
+
+
+def _knowledge_base(settings: Settings) -> str:
+    from ingest.pipeline import embedder_name
+    from ingest.store import KnowledgeStore
+
+    store = KnowledgeStore(settings)
+    if settings.collection not in store.names():
+        return f"not created yet in {store.where}; `assistant ingest PATH` creates it"
+    collection = store.get(settings.collection, embedder_name(settings))  # refuses a mismatched embedder
+    return f"{collection.count()} chunks in {store.where} ({collection.embedder})"
 
 
 def _try_backend(settings: Settings) -> str:

@@ -46,16 +46,18 @@ def load_kernels(build_root: Path):
         from torch.utils.cpp_extension import load
 
         source = KERNEL_SOURCE.read_bytes()
+        # No -fopenmp: at::parallel_for then runs serially. Generation runs in a worker thread, and an OpenMP team
+        # started from a second thread made these kernels ~2x slower than serial code (docs/BENCHMARKS.md).
+        flags = ["-O3", "-march=native"]
         cpu = " ".join(sorted(cpu_flags()))
-        # -march=native binaries are only valid on this kind of CPU: key the build on source, torch and CPU flags.
-        key = hashlib.sha256(source + torch.__version__.encode() + cpu.encode()).hexdigest()[:16]
-        build_dir = build_root / f"q4_cpu-{key}"
+        # -march=native binaries are only valid on this kind of CPU: key the build on source, flags, torch, CPU.
+        key = hashlib.sha256(source + " ".join(flags).encode() + torch.__version__.encode() + cpu.encode())
+        build_dir = build_root / f"q4_cpu-{key.hexdigest()[:16]}"
         build_dir.mkdir(parents=True, exist_ok=True)
         # ninja ships in the venv (the `ninja` package); make sure the build finds it without an activated venv.
         os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         load(name="ragtune_q4_cpu", sources=[str(KERNEL_SOURCE)], build_directory=str(build_dir),
-             extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
-             is_python_module=False, verbose=False)
+             extra_cflags=flags, is_python_module=False, verbose=False)
         _ops = torch.ops.ragtune_qmm
     return _ops
 
