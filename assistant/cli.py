@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -121,10 +120,9 @@ def ui(
 ) -> None:
     """Start the web app. Extra --server.* / --theme.* options are passed to Streamlit."""
     load_settings()  # a bad setting fails here, in one line, rather than inside the browser
-    spec = importlib.util.find_spec("ui")
-    if spec is None or spec.origin is None:
-        raise AssistantError("The ui package is not installed; run `make install`.")
-    app_file = Path(spec.origin).parent / "app.py"
+    app_file = Path(__file__).resolve().parents[1] / "ui" / "app.py"  # `ui` is installed beside `assistant`
+    if not app_file.is_file():
+        raise AssistantError(f"The web app is missing ({app_file}); reinstall with `make install`.")
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_file),
         "--server.port", str(port), "--server.address", host,

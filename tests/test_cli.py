@@ -111,3 +111,31 @@ def test_doctor_reports_an_unreachable_server() -> None:
     result = run("doctor", env=env)
     assert result.returncode != 0
     assert "[FAIL] backend openai: Could not connect" in result.stdout
+
+
+def test_ui_serves_the_app_on_the_requested_port() -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([ASSISTANT, "ui", "--port", str(port), "--server.runOnSave", "false"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    assert response.read() == b"ok"
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not answer its health check within 90 s")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert b"<title>Streamlit</title>" in response.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
