@@ -51,18 +51,22 @@ def ingest(
 def retrieve(
     query: Annotated[str, typer.Argument(help="What to search for.")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 4,
+    mode: Annotated[str, typer.Option(help="dense | bm25 | hybrid (both, fused by rank).")] = "hybrid",
+    threshold: Annotated[Optional[float], typer.Option(help="Drop passages less similar (cosine) than this.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(help="Only these documents (repeatable).")] = None,
     collection: CollectionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages of a knowledge base closest to a query, with source, location and score."""
-    from assistant.retrieval import DenseRetriever
+    from assistant.retrieval import Retriever
 
-    passages = DenseRetriever.from_settings(load_settings(), collection).retrieve(query, k)
+    retriever = Retriever.from_settings(load_settings(), collection)
+    passages = retriever.retrieve(query, k, mode=mode, threshold=threshold, sources=source)  # type: ignore[arg-type]
     if as_json:
         print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
         return
     if not passages:
-        print("The knowledge base is empty.")
+        print("No passages found (empty knowledge base, or nothing passed the threshold/source filter).")
     for rank, passage in enumerate(passages, start=1):
         where = f"{passage.source}" + (f" ({passage.location})" if passage.location else "")
         print(f"[{rank}] {passage.score:.3f}  {where}")

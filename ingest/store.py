@@ -51,6 +51,21 @@ class Collection:
         if ids:
             self._c.upsert(ids=list(ids), embeddings=vectors, documents=list(texts), metadatas=list(metadatas))
 
+    def ids(self) -> list[str]:
+        return self._c.get(include=[])["ids"]
+
+    def texts(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        page = self._c.get(ids=list(ids), include=["documents"])
+        return page["ids"], page["documents"]
+
+    def records(self, ids: Sequence[str]) -> dict[str, tuple[str, dict, np.ndarray]]:
+        """id → (text, metadata, vector)."""
+        if not ids:
+            return {}
+        page = self._c.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        return {id_: (text, meta or {}, np.asarray(vector, dtype=np.float32)) for id_, text, meta, vector in
+                zip(page["ids"], page["documents"], page["metadatas"], page["embeddings"])}
+
     def ids_of(self, doc_id: str) -> set[str]:
         return set(self._c.get(where={"doc_id": doc_id}, include=[])["ids"])
 

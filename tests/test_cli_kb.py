@@ -41,6 +41,9 @@ def test_retrieve_finds_the_relevant_passage_with_its_source(kb_home: dict[str, 
     warranty = json.loads(run("retrieve", "How long is the warranty?", "--json", env=kb_home).stdout)
     assert {"faq.csv", "warranty-policy.pdf"} & {p["source"] for p in warranty[:2]}
     assert any(p["location"].startswith(("row", "page")) for p in warranty)
+    exact = json.loads(run("retrieve", "WireGuard", "--mode", "bm25", "-k", "2", "--source", "release-notes.txt",
+                           "--json", env=kb_home).stdout)
+    assert [p["source"] for p in exact] == ["release-notes.txt"] and "WireGuard" in exact[0]["text"]
 
 
 def test_kb_list_and_stats(kb_home: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from assistant.config import load_settings
 from assistant.errors import StoreError
-from assistant.retrieval import DenseRetriever
+from assistant.retrieval import Retriever
 from ingest.pipeline import Ingestor
 from ingest.store import KnowledgeStore
 from tests.fakes import HashingEmbedder
@@ -64,8 +64,9 @@ def test_ingest_and_retrieve_through_a_chroma_server(chroma_url: str, tmp_path: 
     store = KnowledgeStore(settings)
     assert store.where == chroma_url and "server-kb" in store.names()
     assert not (settings.store_dir / "chroma.sqlite3").exists()  # nothing went to the embedded store
-    passages = DenseRetriever(store.get("server-kb"), embedder).retrieve("reset button factory settings", k=1)
-    assert passages[0].source == "reset.txt"
+    retriever = Retriever(store.get("server-kb"), embedder, settings.home / "bm25")
+    for mode in ("dense", "bm25", "hybrid"):
+        assert retriever.retrieve("reset button factory settings", k=1, mode=mode)[0].source == "reset.txt"
 
 
 def test_an_unreachable_server_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

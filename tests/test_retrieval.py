@@ -1,0 +1,75 @@
+"""Dense, BM25 and hybrid retrieval over a real embedded Chroma (hashing embedder: fast and deterministic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.config import Settings, load_settings
+from assistant.errors import ConfigError
+from assistant.retrieval import Retriever, _fuse
+from ingest.pipeline import Ingestor
+from ingest.store import KnowledgeStore
+from tests.fakes import HashingEmbedder
+
+DOCS = {
+    "errors.md": "# Error codes\nError E4471 means the WAN cable is unplugged.\n",
+    "wifi.md": "# Wireless\nThe wireless network is faster on the 5 GHz band, slower on 2.4 GHz.\n",
+    "reset.txt": "Hold the reset button for ten seconds to restore the factory settings of the router.",
+    "guest.txt": "A guest network keeps visitors away from your own devices.",
+}
+
+
+@pytest.fixture
+def settings(isolated_environment: Path, tmp_path: Path) -> Settings:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    settings = load_settings()
+    Ingestor(settings, embedder=HashingEmbedder()).run([folder])
+    return settings
+
+
+@pytest.fixture
+def retriever(settings: Settings) -> Retriever:
+    return Retriever(KnowledgeStore(settings).get(settings.collection), HashingEmbedder(), settings.home / "bm25")
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_each_mode_finds_the_answering_passage(retriever: Retriever, mode: str) -> None:
+    passages = retriever.retrieve("how do I restore factory settings with the reset button", k=2, mode=mode)
+    assert passages[0].source == "reset.txt"
+    assert len(passages) <= 2
+    assert passages[0].similarity is not None and passages[0].similarity > 0.3
+
+
+def test_bm25_finds_exact_codes(retriever: Retriever) -> None:
+    (top,) = retriever.retrieve("E4471", k=1, mode="bm25")
+    assert top.source == "errors.md" and top.location == "Error codes"
+    assert retriever.retrieve("E4471", k=1, mode="hybrid")[0].source == "errors.md"
+
+
+def test_reciprocal_rank_fusion_rewards_agreement() -> None:
+    fused = _fuse([[("a", 0.9), ("b", 0.8), ("c", 0.1)], [("b", 7.0), ("c", 5.0)]])
+    assert [chunk for chunk, _ in fused] == ["b", "c", "a"]
+
+
+def test_threshold_and_source_filters(retriever: Retriever) -> None:
+    assert retriever.retrieve("guest network visitors", k=3, threshold=0.999) == []
+    assert len(retriever.retrieve("guest network visitors", k=3, threshold=-1.0)) == 3
+    only = retriever.retrieve("network", k=4, sources=["wifi.md"])
+    assert only and {p.source for p in only} == {"wifi.md"}
+
+
+def test_bm25_follows_the_collection(retriever: Retriever, settings: Settings, tmp_path: Path) -> None:
+    assert retriever.retrieve("zeroconf", k=1, mode="bm25") == []
+    (tmp_path / "kb" / "mdns.md").write_text("# Discovery\nThe router announces itself with zeroconf.\n")
+    Ingestor(settings, embedder=HashingEmbedder()).run([tmp_path / "kb"])
+    assert retriever.retrieve("zeroconf", k=1, mode="bm25")[0].source == "mdns.md"
+
+
+def test_unknown_mode_is_refused(retriever: Retriever) -> None:
+    with pytest.raises(ConfigError, match="dense, bm25, hybrid"):
+        retriever.retrieve("x", mode="sparse")  # type: ignore[arg-type]
