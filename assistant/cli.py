@@ -15,7 +15,6 @@ from assistant.cli_kb import ingest, kb_app, retrieve
 from assistant.config import load_settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.models import BACKENDS, Message, build_generator
-from assistant.prompts import plain_chat
 
 app = typer.Typer(
     help="Retrieval-augmented assistant with optional fine-tuning. Offline by default.",
@@ -34,46 +33,69 @@ MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Most tokens to genera
 TemperatureOpt = Annotated[Optional[float], typer.Option(help="0 = greedy (reproducible).")]
 
 
-def _generator(backend: str | None, model: str | None, max_tokens: int | None, temperature: float | None):
+StrategyOpt = Annotated[str, typer.Option(help="plain | rag.")]
+CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base (rag).")]
+TopKOpt = Annotated[Optional[int], typer.Option("-k", min=1, max=50, help="Passages in the prompt (rag).")]
+
+
+def _strategy(strategy: str, backend: str | None, model: str | None, max_tokens: int | None,
+              temperature: float | None, collection: str | None, k: int | None):
+    from assistant.strategies import build_strategy
+
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"Unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}.")
     settings = load_settings(backend=backend, model=model, max_tokens=max_tokens, temperature=temperature)
-    return build_generator(settings)
+    if strategy == "plain":  # the cheap path: no knowledge base, no embedder to load
+        return build_strategy(strategy, settings, build_generator(settings))
+    return build_strategy(strategy, settings, build_generator(settings), collection=collection, k=k)
+
+
+def _print_streamed(stream) -> None:
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    answer = stream.answer
+    for source in answer.sources:
+        where = source.source + (f" ({source.location})" if source.location else "")
+        snippet = " ".join(source.snippet.split())[:160]
+        print(f"  [{source.number}] {where}: {snippet}…")
 
 
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
+    strategy: StrategyOpt = "plain",
+    collection: CollectionOpt = None,
+    k: TopKOpt = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     max_tokens: MaxTokensOpt = None,
     temperature: TemperatureOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print text, usage and latency as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer (usage, latency, sources) as JSON.")]
+    = False,
 ) -> None:
-    """Answer one question (plain strategy) and stream the answer."""
-    generator = _generator(backend, model, max_tokens, temperature)
-    stream = generator.stream(plain_chat(question))
+    """Answer one question with a strategy and stream the answer; rag lists the numbered sources after it."""
+    answerer = _strategy(strategy, backend, model, max_tokens, temperature, collection, k)
     if as_json:
-        for _ in stream:
-            pass
-        print(json.dumps(stream.generation.to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps(answerer.answer(question).to_dict(), ensure_ascii=False, indent=2))
         return
-    for piece in stream:
-        print(piece, end="", flush=True)
-    print()
+    _print_streamed(answerer.stream(question))
 
 
 @app.command()
 def chat(
+    strategy: StrategyOpt = "plain",
+    collection: CollectionOpt = None,
+    k: TopKOpt = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     max_tokens: MaxTokensOpt = None,
     temperature: TemperatureOpt = None,
 ) -> None:
     """Chat in the terminal, keeping the conversation. /reset starts over; Ctrl-D or /exit leaves."""
-    generator = _generator(backend, model, max_tokens, temperature)
+    answerer = _strategy(strategy, backend, model, max_tokens, temperature, collection, k)
     history: list[Message] = []
-    print(f"Chatting with {generator.model_id}. /reset starts over, /exit or Ctrl-D leaves.")
+    print(f"Chatting with {answerer.generator.model_id} ({strategy}). /reset starts over, /exit or Ctrl-D leaves.")
     while True:
         try:
             question = input("you> ").strip()
@@ -89,11 +111,9 @@ def chat(
         if not question:
             continue
         print("assistant> ", end="", flush=True)
-        stream = generator.stream(plain_chat(question, history))
-        for piece in stream:
-            print(piece, end="", flush=True)
-        print()
-        history += [Message("user", question), Message("assistant", stream.generation.text)]
+        stream = answerer.stream(question, history)
+        _print_streamed(stream)
+        history += [Message("user", question), Message("assistant", stream.answer.text)]
 
 
 @app.command()

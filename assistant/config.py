@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$",
         description="Knowledge base (Chroma collection) to ingest into and answer from.",
     )
+    top_k: int = Field(4, ge=1, le=50, description="rag: passages put into the prompt.")
+    relevance_threshold: float | None = Field(
+        0.25, ge=-1.0, le=1.0,
+        description="rag: passages less similar (cosine) to the question are dropped; none left → the answer says "
+        "nothing relevant was found instead of guessing.",
+    )
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="rag: how passages are found.")
     chunk_size: int = Field(200, ge=32, le=2048, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(30, ge=0, description="Tokens shared by neighbouring chunks.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")

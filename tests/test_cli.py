@@ -40,7 +40,7 @@ def test_ask_json_answers_offline_with_usage_and_latency(model_home: Path) -> No
     assert answer["text"].strip()
     assert answer["usage"]["prompt_tokens"] > 0 and 0 < answer["usage"]["completion_tokens"] <= 16
     assert answer["latency_s"] > 0
-    assert answer["model"] == "SmolLM2-135M-Instruct"
+    assert answer["model"] == "SmolLM2-135M-Instruct" and answer["strategy"] == "plain" and answer["sources"] == []
 
 
 def test_ask_streams_plain_text_from_an_openai_compatible_server(openai_server: OpenAICompatibleServer) -> None:

@@ -74,3 +74,16 @@ def test_a_changed_embedder_is_refused_in_one_line(kb_home: dict[str, str], tmp_
 def test_missing_paths_and_collections_are_one_line(kb_home: dict[str, str]) -> None:
     assert_one_line_error(run("ingest", "no/such/folder", env=kb_home), "No such file or folder")
     assert_one_line_error(run("retrieve", "x", "--collection", "nope", env=kb_home), "No knowledge base named 'nope'")
+
+
+def test_rag_answers_from_the_knowledge_base_and_cites_it(model_home: Path) -> None:
+    env = {"ASSISTANT_HOME": str(model_home), "ASSISTANT_COLLECTION": "sample", "ASSISTANT_MAX_TOKENS": "48"}
+    assert run("ingest", str(SAMPLE), env=env).returncode == 0
+    result = run("ask", "How long is the warranty on the Nimbus R7?", "--strategy", "rag", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["strategy"] == "rag" and not answer["declined"]
+    assert answer["sources"][0]["source"] in {"faq.csv", "warranty-policy.pdf"}
+    assert "two years" in answer["text"].lower() or "2 years" in answer["text"].lower()
+    plain = run("ask", "What is the capital of France?", "--strategy", "rag", env=env)
+    assert plain.returncode == 0 and plain.stdout.startswith("I found nothing relevant in the knowledge base")

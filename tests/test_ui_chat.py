@@ -66,3 +66,27 @@ def test_a_server_failure_mid_chat_is_shown(monkeypatch: pytest.MonkeyPatch, ope
         monkeypatch.setenv(name, value)
     app = ask("hello")
     assert "401" in app.error[0].value
+
+
+def test_rag_shows_numbered_sources(monkeypatch: pytest.MonkeyPatch, openai_server: OpenAICompatibleServer,
+                                    tmp_path: Path) -> None:
+    from assistant.config import load_settings
+    from ingest.pipeline import Ingestor
+    from tests.fakes import HashingEmbedder
+
+    for name, value in {"ASSISTANT_BACKEND": "openai", "ASSISTANT_MODEL": "echo-model",
+                        "OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": KEY}.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "reset.md").write_text("# Reset\nHold the reset button for ten seconds.")
+    Ingestor(load_settings(), embedder=HashingEmbedder()).run([tmp_path / "kb"])
+    monkeypatch.setattr("assistant.retrieval.SentenceTransformerEmbedder.from_settings",
+                        classmethod(lambda cls, settings: HashingEmbedder()))
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    app.sidebar.selectbox[0].select("rag").run()
+    app.chat_input[0].set_value("how do I reset it with the button").run()
+    assert not app.exception
+    reply = app.chat_message[1]
+    assert reply.markdown[0].value.startswith("Echo:")  # the echo server repeats the whole RAG prompt
+    assert "Sources (1)" in reply.expander[0].label and "reset.md" in reply.expander[0].markdown[0].value
+    assert "rag ·" in reply.caption[0].value

@@ -1,4 +1,4 @@
-"""What the pages share: the settings and the generator, built once per process (st.cache_resource)."""
+"""What the pages share: settings, generator and strategies, built once per process (st.cache_resource)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import streamlit as st
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError
 from assistant.models import Generator, build_generator
+from assistant.strategies import Strategy, build_strategy
 
 
 def settings_or_stop() -> Settings:
@@ -26,6 +27,19 @@ def _generator(_settings: Settings, key: str) -> Generator:
 def generator_or_stop(settings: Settings) -> Generator:
     try:
         return _generator(settings, settings.model_dump_json())
+    except AssistantError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+@st.cache_resource(show_spinner="Opening the knowledge base…")
+def _strategy(name: str, _settings: Settings, _generator: Generator, key: str) -> Strategy:
+    return build_strategy(name, _settings, _generator)
+
+
+def strategy_or_stop(name: str, settings: Settings, generator: Generator) -> Strategy:
+    try:
+        return _strategy(name, settings, generator, settings.model_dump_json())
     except AssistantError as exc:
         st.error(str(exc))
         st.stop()

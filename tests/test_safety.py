@@ -1,0 +1,34 @@
+"""The Markdown sanitiser: nothing that fetches or links outside the sources survives."""
+
+from __future__ import annotations
+
+from assistant.safety import allowed_urls, sanitise_markdown, sanitise_stream
+
+OURS = "https://nimbus.example/warranty"
+
+
+def test_images_and_links_outside_the_sources_are_neutralised() -> None:
+    text = sanitise_markdown(f"![a](http://x.example/p.png) [b](http://x.example/) [c]({OURS}) ![d]({OURS})", {OURS})
+    assert text == f"[image removed: a] b [c]({OURS}) ![d]({OURS})"
+
+
+def test_html_autolinks_bare_urls_and_reference_links() -> None:
+    text = sanitise_markdown("<script>alert(1)</script> <http://x.example> see http://x.example/q\n[r]: http://x.example")
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "<http://x.example>" not in text and "`http://x.example`" in text and "`http://x.example/q`" in text
+    assert "[r]:" not in text
+
+
+def test_plain_text_is_untouched() -> None:
+    plain = "Hold the **reset** button for 10 s (see [1]).\n- step one\n- step two"
+    assert sanitise_markdown(plain) == plain
+
+
+def test_allowed_urls_come_from_source_texts() -> None:
+    assert allowed_urls([f"Details: {OURS}.", "none here"]) == {OURS}
+
+
+def test_streaming_never_shows_half_a_link() -> None:
+    pieces = ["Look ![x](http://x.exa", "mple/a.png) now\nnext ", "line"]
+    out = list(sanitise_stream(pieces))
+    assert out == ["Look [image removed: x] now\n", "next line"]
