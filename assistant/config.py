@@ -74,6 +74,8 @@ class Settings(BaseSettings):
         description="rag: passages less similar (cosine) to the question are dropped; none left → the answer says "
         "nothing relevant was found instead of guessing.",
     )
+    examples: Path | None = Field(None, description="few-shot: the example bank (JSONL or CSV).")
+    fewshot_k: int = Field(3, ge=1, le=20, description="few-shot: examples put into the prompt.")
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="rag: how passages are found.")
     chunk_size: int = Field(200, ge=32, le=2048, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(30, ge=0, description="Tokens shared by neighbouring chunks.")

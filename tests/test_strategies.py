@@ -101,5 +101,19 @@ def test_follow_ups_are_searched_with_the_previous_question() -> None:
 
 
 def test_unknown_strategy_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="plain, rag"):
+    with pytest.raises(ConfigError, match=r"plain, few-shot, rag, rag\+few-shot"):
         build_strategy("magic", load_settings(), FakeGenerator())
+
+
+def test_rag_plus_few_shot_has_examples_as_turns_then_the_sources(retriever: Retriever) -> None:
+    from assistant.examples import Example
+    from assistant.fewshot import ExampleBank
+
+    bank = ExampleBank([Example("How long is the warranty on the switch?", "One year [1]."),
+                        Example("Which band is faster?", "5 GHz [1].")], HashingEmbedder())
+    generator = FakeGenerator(["Two years [1]."])
+    answer = RagStrategy(generator, retriever, k=2, bank=bank, examples_k=1).answer("How long is the router warranty?")
+    messages = generator.calls[0][0]
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1].content == "How long is the warranty on the switch?" and "<source id=\"1\"" in messages[3].content
+    assert answer.strategy == "rag+few-shot" and answer.examples == [bank.examples[0]] and answer.cited == [1]

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
+from assistant.examples import Example
 from assistant.models import Generator, Message, Usage
 from assistant.safety import allowed_urls, sanitise_markdown, sanitise_stream
 
@@ -32,6 +33,7 @@ class Prepared:
 
     messages: list[Message] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
     direct_reply: str | None = None  # e.g. "nothing relevant found": answered without generating
 
 
@@ -41,6 +43,7 @@ class Answer:
     strategy: str
     model: str
     sources: list[Source]
+    examples: list[Example]
     cited: list[int]  # source numbers the text cites, in order of first use
     declined: bool  # answered "nothing relevant found" instead of generating
     usage: Usage
@@ -113,7 +116,7 @@ class AnswerStream(Iterator[str]):
             model, usage = generation.model, generation.usage
         numbers = {s.number for s in prepared.sources}
         cited = list(dict.fromkeys(int(n) for n in _CITATION.findall(text) if int(n) in numbers))
-        self._answer = Answer(text, strategy.name, model, prepared.sources, cited,
+        self._answer = Answer(text, strategy.name, model, prepared.sources, prepared.examples, cited,
                               prepared.direct_reply is not None, usage, time.perf_counter() - self._started)
 
     @property

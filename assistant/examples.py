@@ -1,0 +1,101 @@
+"""Example question/answer pairs in the formats users bring (DESIGN.md), read into one `Example` type.
+
+JSONL lines may be {"prompt", "completion"}, {"prompt", "response"}, {"question", "answer"} or OpenAI chat
+fine-tuning {"messages": [...]}; CSV files need prompt/completion (or response, or question/answer) columns.
+Bad lines are reported with their line numbers and skipped; the good ones are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.errors import AssistantError
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    completion: str
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+_PAIRS = (("prompt", "completion"), ("prompt", "response"), ("question", "answer"))
+
+
+def parse_record(record: object) -> Example:
+    """One record → Example, or ValueError saying what is wrong with it."""
+    if not isinstance(record, dict):
+        raise ValueError("expected a JSON object")
+    if "messages" in record:
+        return _from_messages(record["messages"])
+    for prompt_key, completion_key in _PAIRS:
+        if prompt_key in record and completion_key in record:
+            prompt, completion = record[prompt_key], record[completion_key]
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"empty {prompt_key}")
+            if not isinstance(completion, str) or not completion.strip():
+                raise ValueError(f"empty {completion_key}")
+            return Example(prompt.strip(), completion.strip())
+    raise ValueError("missing keys: expected prompt/completion, prompt/response, question/answer or messages")
+
+
+def _from_messages(messages: object) -> Example:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    roles = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in {"system", "user", "assistant"}:
+            raise ValueError(f"unknown role {message.get('role') if isinstance(message, dict) else message!r}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError("a message without text content")
+        roles.append(message["role"])
+    if "assistant" not in roles:
+        raise ValueError("no assistant message")
+    last_answer = len(roles) - 1 - roles[::-1].index("assistant")
+    users = [m for m in messages[:last_answer] if m["role"] == "user"]
+    if not users or not users[-1]["content"].strip() or not messages[last_answer]["content"].strip():
+        raise ValueError("no user message before the assistant's answer")
+    system = next((m["content"] for m in messages if m["role"] == "system"), None)
+    return Example(users[-1]["content"].strip(), messages[last_answer]["content"].strip(), system)
+
+
+def read_examples(path: Path) -> tuple[list[Example], list[LineError]]:
+    if not path.is_file():
+        raise AssistantError(f"No examples file at {path}.")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        return _read_csv(text)
+    examples, errors = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            examples.append(parse_record(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            errors.append(LineError(number, f"not JSON ({exc.msg})"))
+        except ValueError as exc:
+            errors.append(LineError(number, str(exc)))
+    return examples, errors
+
+
+def _read_csv(text: str) -> tuple[list[Example], list[LineError]]:
+    examples, errors = [], []
+    for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):  # line 1 is the header
+        try:
+            examples.append(parse_record({k.strip().lower(): v for k, v in row.items() if k}))
+        except ValueError as exc:
+            errors.append(LineError(number, str(exc)))
+    return examples, errors
