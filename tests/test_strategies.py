@@ -117,3 +117,14 @@ def test_rag_plus_few_shot_has_examples_as_turns_then_the_sources(retriever: Ret
     assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1].content == "How long is the warranty on the switch?" and "<source id=\"1\"" in messages[3].content
     assert answer.strategy == "rag+few-shot" and answer.examples == [bank.examples[0]] and answer.cited == [1]
+
+
+def test_long_conversations_drop_their_oldest_turns() -> None:
+    generator = FakeGenerator(["ok"])
+    generator.context_window = 200  # ~4 characters a token: room for about two of these turns
+    history = []
+    for turn in range(6):
+        history += [Message("user", f"question {turn} " + "words " * 40), Message("assistant", f"answer {turn}")]
+    build_strategy("plain", load_settings(), generator).answer("the new question", history)
+    sent = [m.content.split(" ")[1] for m in generator.calls[0][0][1:-1] if m.role == "assistant"]
+    assert 0 < len(sent) < 6 and sent == [str(t) for t in range(6 - len(sent), 6)]  # the most recent turns kept

@@ -77,7 +77,32 @@ class Strategy(ABC):
         return stream.answer
 
     def stream(self, question: str, history: Sequence[Message] = ()) -> AnswerStream:
-        return AnswerStream(self, self._prepare(question, list(history)))
+        """Oldest turns are dropped, a question and its answer at a time, until the prompt leaves room for the
+        answer in the model's context window."""
+        history = list(history)
+        prepared = self._prepare(question, history)
+        while history and prepared.direct_reply is None and not fits(self.generator, prepared.messages):
+            history = history[2:]
+            prepared = self._prepare(question, history)
+        return AnswerStream(self, prepared)
+
+
+def count_tokens(generator: Generator, messages: list[Message]) -> int:
+    counter = getattr(generator, "count_tokens", None)
+    if counter is not None:
+        return counter(messages)
+    return sum(len(m.content) // 4 + 4 for m in messages)  # a remote model's tokenizer is not at hand: ~4 chars
+
+
+def room(generator: Generator) -> tuple[int, int]:
+    """(context window, tokens to keep free for the answer) of the generator, with defaults for remote models."""
+    window = getattr(generator, "context_window", 8192)
+    return window, getattr(getattr(generator, "defaults", None), "max_tokens", 512)
+
+
+def fits(generator: Generator, messages: list[Message]) -> bool:
+    window, answer_room = room(generator)
+    return count_tokens(generator, messages) + answer_room <= window
 
 
 class AnswerStream(Iterator[str]):

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from assistant.fewshot import ExampleBank
 from assistant.models import Message
 from assistant.prompts import plain_chat, with_examples
-from assistant.strategies.base import Prepared, Strategy
-from assistant.strategies.rag import count_tokens
+from assistant.strategies.base import Prepared, Strategy, count_tokens, room
 
 
 class FewShotStrategy(Strategy):
@@ -26,7 +25,6 @@ class FewShotStrategy(Strategy):
 
 def select_examples(generator, bank: ExampleBank, question: str, k: int, messages: list[Message]):
     """The examples that fit beside `messages` and the answer in the model's context window."""
-    window = getattr(generator, "context_window", 8192)
-    answer_room = getattr(getattr(generator, "defaults", None), "max_tokens", 512)
+    window, answer_room = room(generator)
     budget = window - answer_room - count_tokens(generator, messages)
     return bank.select(question, k, budget, lambda text: count_tokens(generator, [Message("user", text)]))

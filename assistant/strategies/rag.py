@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from assistant.models import Message
 from assistant.prompts import NOTHING_RELEVANT, rag_chat, source_block, with_examples
 from assistant.retrieval import Passage, Retriever
-from assistant.strategies.base import Prepared, Source, Strategy
+from assistant.strategies.base import Prepared, Source, Strategy, fits
 
 
 class RagStrategy(Strategy):
@@ -41,13 +41,11 @@ class RagStrategy(Strategy):
 
     def _fit(self, question: str, history: Sequence[Message], passages: list[Passage]) -> list[Passage]:
         """Drop the lowest-ranked passages until the prompt leaves room for the answer in the context window."""
-        window = getattr(self.generator, "context_window", 8192)
-        answer_room = getattr(getattr(self.generator, "defaults", None), "max_tokens", 512)
         kept = list(passages)
-        while kept:
+        while len(kept) > 1:
             blocks = [source_block(n, p.source, p.location, p.text) for n, p in enumerate(kept, start=1)]
-            if count_tokens(self.generator, rag_chat(question, blocks, history)) + answer_room <= window:
-                return kept
+            if fits(self.generator, rag_chat(question, blocks, history)):
+                break
             kept.pop()
         return kept
 
@@ -56,10 +54,3 @@ def retrieval_query(question: str, history: Sequence[Message]) -> str:
     """A follow-up ("and on Linux?") is searched together with the previous question, which it leans on."""
     previous = next((m.content for m in reversed(history) if m.role == "user"), "")
     return f"{previous}\n{question}" if previous else question
-
-
-def count_tokens(generator, messages: list[Message]) -> int:
-    counter = getattr(generator, "count_tokens", None)
-    if counter is not None:
-        return counter(messages)
-    return sum(len(m.content) // 4 + 4 for m in messages)  # a remote model's tokenizer is not at hand: ~4 chars
