@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import streamlit as st
 
 from assistant.config import Settings, load_settings
@@ -9,10 +12,13 @@ from assistant.errors import AssistantError
 from assistant.models import Generator, build_generator
 from assistant.strategies import Strategy, build_strategy
 
+T = TypeVar("T")
 
-def settings_or_stop() -> Settings:
+
+def _or_stop(build: Callable[..., T], *args: object) -> T:
+    """The page shows the one-line error (bad setting, missing model, no knowledge base) instead of a traceback."""
     try:
-        return load_settings()
+        return build(*args)
     except AssistantError as exc:
         st.error(str(exc))
         st.stop()
@@ -24,22 +30,18 @@ def _generator(_settings: Settings, key: str) -> Generator:
     return build_generator(_settings)
 
 
-def generator_or_stop(settings: Settings) -> Generator:
-    try:
-        return _generator(settings, settings.model_dump_json())
-    except AssistantError as exc:
-        st.error(str(exc))
-        st.stop()
-
-
 @st.cache_resource(show_spinner="Opening the knowledge base…")
 def _strategy(name: str, _settings: Settings, _generator: Generator, key: str) -> Strategy:
     return build_strategy(name, _settings, _generator)
 
 
+def settings_or_stop() -> Settings:
+    return _or_stop(load_settings)
+
+
+def generator_or_stop(settings: Settings) -> Generator:
+    return _or_stop(_generator, settings, settings.model_dump_json())
+
+
 def strategy_or_stop(name: str, settings: Settings, generator: Generator) -> Strategy:
-    try:
-        return _strategy(name, settings, generator, settings.model_dump_json())
-    except AssistantError as exc:
-        st.error(str(exc))
-        st.stop()
+    return _or_stop(_strategy, name, settings, generator, settings.model_dump_json())
