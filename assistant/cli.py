@@ -11,10 +11,11 @@ from typing import Annotated, Optional
 import click
 import typer
 
+from assistant.cli_finetune import finetune_app
 from assistant.cli_kb import ingest, kb_app, retrieve
 from assistant.config import load_settings
 from assistant.errors import AssistantError, ConfigError
-from assistant.models import BACKENDS, Message, build_generator
+from assistant.models import BACKENDS, Message
 
 app = typer.Typer(
     help="Retrieval-augmented assistant with optional fine-tuning. Offline by default.",
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.command()(ingest)
 app.command()(retrieve)
 app.add_typer(kb_app, name="kb")
+app.add_typer(finetune_app, name="finetune")
 
 BackendOpt = Annotated[Optional[str], typer.Option(help=f"Generator backend: {' | '.join(BACKENDS)}.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model: a local folder/.gguf, or an OpenAI model id.")]
@@ -33,7 +35,8 @@ MaxTokensOpt = Annotated[Optional[int], typer.Option(help="Most tokens to genera
 TemperatureOpt = Annotated[Optional[float], typer.Option(help="0 = greedy (reproducible).")]
 
 
-StrategyOpt = Annotated[str, typer.Option(help="plain | few-shot | rag | rag+few-shot.")]
+StrategyOpt = Annotated[str, typer.Option(help="plain | few-shot | rag | fine-tuned:NAME, or a combination joined "
+                                             "with + (rag+few-shot, rag+fine-tuned:NAME).")]
 ExamplesOpt = Annotated[Optional[Path], typer.Option(help="Example bank for few-shot (JSONL or CSV).")]
 CollectionOpt = Annotated[Optional[str], typer.Option("--collection", "-c", help="Knowledge base (rag).")]
 TopKOpt = Annotated[Optional[int], typer.Option("-k", min=1, max=50, help="Passages in the prompt (rag).")]
@@ -41,13 +44,13 @@ TopKOpt = Annotated[Optional[int], typer.Option("-k", min=1, max=50, help="Passa
 
 def _strategy(strategy: str, backend: str | None, model: str | None, max_tokens: int | None,
               temperature: float | None, collection: str | None, k: int | None, examples: Path | None):
-    from assistant.strategies import build_strategy
+    from assistant.strategies import build_strategy, generator_for
 
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"Unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}.")
     settings = load_settings(backend=backend, model=model, max_tokens=max_tokens, temperature=temperature)
-    return build_strategy(strategy, settings, build_generator(settings), collection=collection, k=k,
-                          examples=examples)
+    generator = generator_for(strategy, settings)
+    return build_strategy(strategy, settings, generator, collection=collection, k=k, examples=examples)
 
 
 def _print_streamed(stream) -> None:

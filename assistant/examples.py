@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from assistant.errors import AssistantError
@@ -21,6 +21,7 @@ class Example:
     prompt: str
     completion: str
     system: str | None = None
+    line: int = field(default=0, compare=False)  # where it was read from, for reports (0: not from a file)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def read_examples(path: Path) -> tuple[list[Example], list[LineError]]:
         if not line.strip():
             continue
         try:
-            examples.append(parse_record(json.loads(line)))
+            examples.append(replace(parse_record(json.loads(line)), line=number))
         except json.JSONDecodeError as exc:
             errors.append(LineError(number, f"not JSON ({exc.msg})"))
         except ValueError as exc:
@@ -95,7 +96,8 @@ def _read_csv(text: str) -> tuple[list[Example], list[LineError]]:
     examples, errors = [], []
     for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):  # line 1 is the header
         try:
-            examples.append(parse_record({k.strip().lower(): v for k, v in row.items() if k}))
+            record = {k.strip().lower(): v for k, v in row.items() if k}
+            examples.append(replace(parse_record(record), line=number))
         except ValueError as exc:
             errors.append(LineError(number, str(exc)))
     return examples, errors

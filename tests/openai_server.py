@@ -1,7 +1,7 @@
 """A real HTTP server on 127.0.0.1 speaking OpenAI's chat-completions protocol (JSON and SSE streaming).
 
 Scripted, not a model: the reply echoes the last user message, one "token" per word, so tests can predict it.
-It checks the bearer key (401), knows a fixed set of models (404 otherwise), and has a model that is too slow.
+It checks the bearer key (401), knows its set of models (404 otherwise), and has a model that is too slow.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         model = self.path.removeprefix("/v1/models/")
-        if self.path.startswith("/v1/models/") and model in MODELS:
+        if self.path.startswith("/v1/models/") and model in self.server.models:
             self._send_json(200, {"id": model, "object": "model", "created": 0, "owned_by": "test"})
         else:
             self._error(404, f"The model `{model}` does not exist.", "model_not_found")
@@ -63,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions":
             self._error(404, "Unknown path.", "not_found")
             return
-        if body["model"] not in MODELS:
+        if body["model"] not in self.server.models:
             self._error(404, f"The model `{body['model']}` does not exist.", "model_not_found")
             return
         if body["model"] == "slow-model":
@@ -107,10 +107,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 class OpenAICompatibleServer(ThreadingHTTPServer):
     daemon_threads = True
+    handler: type[BaseHTTPRequestHandler] = _Handler  # a subclass may speak more of the API
 
     def __init__(self, key: str = KEY) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), self.handler)
         self.key = key
+        self.models = set(MODELS)  # per server: a fine-tuning job that succeeds adds its model here
         self.requests: list[dict] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 

@@ -6,18 +6,19 @@ import streamlit as st
 
 from assistant.errors import AssistantError
 from assistant.models import Message
-from assistant.strategies import STRATEGIES
+from assistant.strategies import available_strategies
 from ui.core import generator_or_stop, settings_or_stop, strategy_or_stop
 
 st.set_page_config(page_title="Assistant", page_icon="💬")
 settings = settings_or_stop()
-generator = generator_or_stop(settings)
 history: list[Message] = st.session_state.setdefault("history", [])
 shown: list[dict] = st.session_state.setdefault("shown", [])  # what each turn displayed, with its sources
 
 with st.sidebar:
-    name = st.selectbox("Strategy", list(STRATEGIES), help="plain: the model alone; rag: answers from the "
-                        f"knowledge base `{settings.collection}`, with numbered sources.")
+    name = st.selectbox("Strategy", available_strategies(settings), help="plain: the model alone; rag: answers "
+                        f"from the knowledge base `{settings.collection}`, with numbered sources; fine-tuned:NAME: "
+                        "a model from `assistant finetune train`.")
+    generator = generator_or_stop(settings, name)
     st.markdown(f"**Model**: `{generator.model_id}` ({settings.backend})")
     if st.button("New chat", icon="🧹"):
         history.clear()

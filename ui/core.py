@@ -9,8 +9,8 @@ import streamlit as st
 
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError
-from assistant.models import Generator, build_generator
-from assistant.strategies import Strategy, build_strategy
+from assistant.models import Generator
+from assistant.strategies import Strategy, StrategySpec, build_strategy, generator_for
 
 T = TypeVar("T")
 
@@ -25,9 +25,9 @@ def _or_stop(build: Callable[..., T], *args: object) -> T:
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def _generator(_settings: Settings, key: str) -> Generator:
+def _generator(strategy: str, _settings: Settings, key: str) -> Generator:
     # `key` (the settings as JSON, secrets masked) decides when to rebuild; `_settings` is not hashed.
-    return build_generator(_settings)
+    return generator_for(strategy, _settings)
 
 
 @st.cache_resource(show_spinner="Opening the knowledge base…")
@@ -39,8 +39,10 @@ def settings_or_stop() -> Settings:
     return _or_stop(load_settings)
 
 
-def generator_or_stop(settings: Settings) -> Generator:
-    return _or_stop(_generator, settings, settings.model_dump_json())
+def generator_or_stop(settings: Settings, strategy: str = "plain") -> Generator:
+    """Strategies without a fine-tuned model share the configured generator; each fine-tuned one has its own."""
+    tuned = StrategySpec.parse(strategy).fine_tuned
+    return _or_stop(_generator, f"fine-tuned:{tuned}" if tuned else "plain", settings, settings.model_dump_json())
 
 
 def strategy_or_stop(name: str, settings: Settings, generator: Generator) -> Strategy:

@@ -31,24 +31,17 @@ class OpenAIGenerator(BaseGenerator):
         defaults: GenerationOptions | None = None,
     ) -> None:
         super().__init__(model, defaults)
-        if not api_key and base_url is None:
-            raise ConfigError(
-                "The openai backend needs an API key: set OPENAI_API_KEY (or ASSISTANT_OPENAI_API_KEY), or point "
-                "ASSISTANT_OPENAI_BASE_URL at an OpenAI-compatible server that needs none."
-            )
+        self.client = make_client(base_url, api_key, timeout, max_retries)
         self.base_url = base_url or OFFICIAL_URL
-        self._key = api_key or PLACEHOLDER_KEY
-        self.client = openai.OpenAI(api_key=self._key, base_url=self.base_url, timeout=timeout, max_retries=max_retries)
         # OpenAI's newer models reject `max_tokens`; most compatible servers only know `max_tokens`.
         self._length_param = "max_completion_tokens" if base_url is None else "max_tokens"
 
     @classmethod
     def from_settings(cls, settings: Settings, model: str | None = None) -> OpenAIGenerator:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         return cls(
             model or settings.model or DEFAULT_OPENAI_MODEL,
             base_url=settings.openai_base_url,
-            api_key=key,
+            api_key=_key_of(settings),
             timeout=settings.openai_timeout,
             max_retries=settings.openai_max_retries,
             defaults=GenerationOptions(settings.max_tokens, settings.temperature, settings.top_p, settings.seed),
@@ -91,38 +84,77 @@ class OpenAIGenerator(BaseGenerator):
         return f"model {self.model_id} is available at {self.base_url}"
 
     def explain(self, exc: openai.OpenAIError) -> BackendError:
-        where = self.base_url
+        where = where_of(self.client)
         match exc:
-            case openai.AuthenticationError():
-                text = (f"{where} rejected the API key (401). Set a valid OPENAI_API_KEY "
-                        "(or ASSISTANT_OPENAI_API_KEY).")
             case openai.PermissionDeniedError():
                 text = f"{where} refused access (403): this key may not use model {self.model_id!r}."
             case openai.NotFoundError():
                 text = (f"Model {self.model_id!r} was not found at {where} (404). Check ASSISTANT_MODEL, "
                         "and that ASSISTANT_OPENAI_BASE_URL ends with /v1 where the server expects it.")
-            case openai.RateLimitError():
-                text = f"{where} is rate-limiting this key or its quota is used up (429); wait, or check billing."
-            case openai.APITimeoutError():
-                text = (f"{where} did not answer within the timeout; raise ASSISTANT_OPENAI_TIMEOUT or check the "
-                        "server's load.")
-            case openai.APIConnectionError():
-                text = (f"Could not connect to {where}: is the server running and reachable? "
-                        "Check ASSISTANT_OPENAI_BASE_URL.")
-            case openai.APIStatusError():
-                text = f"{where} answered {exc.status_code}: {_message_of(exc)}"
             case _:
-                text = f"The request to {where} failed: {exc}"
-        return BackendError(self._redact(text))
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key != PLACEHOLDER_KEY else text
+                text = None
+        return api_error(exc, self.client, text)
 
 
-def _message_of(exc: openai.APIStatusError) -> str:
+# Shared with the fine-tuning jobs (assistant/finetune/openai_jobs.py): one way to build the client from settings,
+# one wording for the failures every endpoint shares, one redaction of the key.
+
+
+def make_client(base_url: str | None, api_key: str | None, timeout: float, max_retries: int) -> openai.OpenAI:
+    if not api_key and base_url is None:
+        raise ConfigError(
+            "The openai backend needs an API key: set OPENAI_API_KEY (or ASSISTANT_OPENAI_API_KEY), or point "
+            "ASSISTANT_OPENAI_BASE_URL at an OpenAI-compatible server that needs none."
+        )
+    return openai.OpenAI(api_key=api_key or PLACEHOLDER_KEY, base_url=base_url or OFFICIAL_URL, timeout=timeout,
+                         max_retries=max_retries)
+
+
+def client_from_settings(settings: Settings) -> openai.OpenAI:
+    return make_client(settings.openai_base_url, _key_of(settings), settings.openai_timeout,
+                       settings.openai_max_retries)
+
+
+def where_of(client: openai.OpenAI) -> str:
+    return str(client.base_url).rstrip("/")
+
+
+def api_error(exc: openai.OpenAIError, client: openai.OpenAI, text: str | None = None) -> BackendError:
+    """One line without the key: `text` when the caller knows what a status means for its endpoint (a 404 is a
+    missing model for chat, a missing job for fine-tuning), else the wording every endpoint shares."""
+    text = text or describe(exc, where_of(client))
+    key = client.api_key
+    return BackendError(text.replace(key, "***") if key and key != PLACEHOLDER_KEY else text)
+
+
+def describe(exc: openai.OpenAIError, where: str) -> str:
+    match exc:
+        case openai.AuthenticationError():
+            return (f"{where} rejected the API key (401). Set a valid OPENAI_API_KEY "
+                    "(or ASSISTANT_OPENAI_API_KEY).")
+        case openai.RateLimitError():
+            return f"{where} is rate-limiting this key or its quota is used up (429); wait, or check billing."
+        case openai.APITimeoutError():
+            return (f"{where} did not answer within the timeout; raise ASSISTANT_OPENAI_TIMEOUT or check the "
+                    "server's load.")
+        case openai.APIConnectionError():
+            return (f"Could not connect to {where}: is the server running and reachable? "
+                    "Check ASSISTANT_OPENAI_BASE_URL.")
+        case openai.APIStatusError():
+            return f"{where} answered {exc.status_code}: {message_of(exc)}"
+        case _:
+            return f"The request to {where} failed: {exc}"
+
+
+def message_of(exc: openai.APIStatusError) -> str:
+    """The server's own explanation, one line (OpenAI puts it in body.error.message)."""
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-    return str(exc.message)
+            return " ".join(str(error["message"]).split())
+    return " ".join(str(exc.message).split())
+
+
+def _key_of(settings: Settings) -> str | None:
+    return settings.openai_api_key.get_secret_value() if settings.openai_api_key else None

@@ -1,0 +1,231 @@
+"""`assistant finetune …`: check data, train (local LoRA or an OpenAI job), and manage the named models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from assistant.config import load_settings
+from assistant.errors import ConfigError
+from assistant.finetune.registry import PROVIDERS, Registry
+
+finetune_app = typer.Typer(help="Fine-tune a model on your examples and manage the results.", no_args_is_help=True)
+DataArg = Annotated[Path, typer.Argument(help="Examples: JSONL (prompt/completion, prompt/response, messages) or CSV.")]
+NameArg = Annotated[str, typer.Argument(help="The fine-tuned model's name (see `assistant finetune list`).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    help="Base model: an OpenAI model id (e.g. gpt-4o-mini-2024-07-18), or a local folder/.gguf (default: bundled).")]
+ValFractionOpt = Annotated[float, typer.Option(help="Share of the examples held out for validation.")]
+EpochsOpt = Annotated[Optional[int], typer.Option(min=1, max=100, help="Passes over the training data.")]
+
+
+@finetune_app.command()
+def validate(
+    data: DataArg,
+    model: ModelOpt = None,
+    validation: Annotated[Optional[Path], typer.Option(help="A separate validation file (then nothing is split off).")]
+    = None,
+    val_fraction: ValFractionOpt = 0.1,
+    epochs: EpochsOpt = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens (local default: training "
+                                                      "max length; OpenAI: the model's limit).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a training file: format errors by line, duplicates, token counts, the split, cost for OpenAI models."""
+    from assistant.finetune.datasets import validate as check
+    from assistant.finetune.lora import LoraTrainConfig, token_counter
+    from assistant.pricing import price_of
+
+    settings = load_settings()
+    openai_price = price_of(model) if model else None
+    count, tokenizer = token_counter(settings, None if openai_price else model)
+    if openai_price:
+        tokenizer += " (an approximation of OpenAI's tokenizer)"
+    limit = max_length or (openai_price.training_context if openai_price else LoraTrainConfig().max_length)
+    report = check(data, count, tokenizer, limit, val_fraction, validation is not None,
+                   model if openai_price else None, epochs)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_report(report)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _print_report(report) -> None:
+    print(f"{report.path}: {report.examples} examples read, {len(report.errors)} line(s) with errors")
+    for error in report.errors:
+        print(f"  ERROR {error}")
+    for line, first in report.exact_duplicates:
+        print(f"  DUPLICATE line {line} repeats line {first} (dropped by prepare/train)")
+    for line, other, similarity in report.near_duplicates:
+        print(f"  NEAR-DUPLICATE line {line} ~ line {other} (similarity {similarity:.2f})")
+    for line, tokens in report.too_long:
+        print(f"  TOO LONG line {line}: {tokens} tokens > {report.max_length}")
+    t = report.tokens
+    print(f"tokens per example ({report.tokenizer}): min {t.min}, mean {t.mean}, p95 {t.p95}, max {t.max}; "
+          f"total {t.total}")
+    print(f"split: {report.train} train, {report.validation} validation")
+    if report.cost:
+        c = report.cost
+        print(f"OpenAI {c.model}: {c.epochs} epochs ≈ {c.billed_tokens:,} billed tokens ≈ ${c.usd:.2f} ({c.note})")
+    for warning in report.warnings:
+        print(f"  WARNING {warning}")
+
+
+@finetune_app.command()
+def prepare(
+    data: DataArg,
+    out: Annotated[Path, typer.Option(help="Clean chat-format JSONL to write; the split goes to OUT.val.jsonl.")],
+    val_fraction: ValFractionOpt = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffle before the split.")] = 0,
+) -> None:
+    """Write the clean chat-format training file (bad lines and exact duplicates dropped) and a validation split."""
+    from assistant.finetune.datasets import prepare as write
+
+    train, val, n_train, n_val = write(data, out, val_fraction, seed)
+    print(f"wrote {n_train} examples to {train}" + (f" and {n_val} to {val}" if val else ""))
+
+
+@finetune_app.command()
+def train(
+    data: DataArg,
+    name: Annotated[str, typer.Option(help="Name to register the model under.")],
+    provider: Annotated[str, typer.Option(help=f"{' | '.join(PROVIDERS)}.")] = "local",
+    model: ModelOpt = None,
+    validation: Annotated[Optional[Path], typer.Option(help="Validation file (default: split off the data).")] = None,
+    val_fraction: ValFractionOpt = 0.1,
+    epochs: EpochsOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (local).")] = None,
+    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank (local).")] = None,
+    lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha (local).")] = None,
+    lora_dropout: Annotated[Optional[float], typer.Option(help="LoRA dropout (local).")] = None,
+    target_modules: Annotated[Optional[str], typer.Option(help="Comma-separated module names (local).")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Steps to accumulate gradients over (local).")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Longest example in tokens; longer are cut (local).")]
+    = None,
+    warmup_ratio: Annotated[Optional[float], typer.Option(help="Share of steps warming up the LR (local).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Validate every N steps; 0 = each epoch (local).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Evaluations without improvement before stopping "
+                                                    "early; 0 = never (local).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the split, shuffling and dropout.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted local run from its last checkpoint.")] = False,
+    suffix: Annotated[Optional[str], typer.Option(help="Suffix of the OpenAI model id.")] = None,
+    lr_multiplier: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier (OpenAI).")] = None,
+) -> None:
+    """Fine-tune on DATA and register the result as NAME (use it with --strategy fine-tuned:NAME)."""
+    settings = load_settings()
+    registry = Registry.from_settings(settings)
+    if provider == "openai":
+        from assistant.finetune import openai_jobs
+
+        if model is None:
+            raise ConfigError("--provider openai needs --model, e.g. --model gpt-4o-mini-2024-07-18.")
+        openai_jobs.start_job(settings, registry, name, model, data, validation, suffix=suffix, epochs=epochs,
+                              batch_size=batch_size, lr_multiplier=lr_multiplier, seed=seed)
+        _follow_openai(settings, registry, name)
+        return
+    if provider != "local":
+        raise ConfigError(f"Unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}.")
+    from assistant.finetune.lora import LoraTrainConfig, train_lora
+
+    chosen = dict(epochs=epochs, batch_size=batch_size, learning_rate=lr, r=lora_r, alpha=lora_alpha,
+                  dropout=lora_dropout, gradient_accumulation=grad_accum, max_length=max_length,
+                  warmup_ratio=warmup_ratio, eval_every=eval_every, patience=patience, seed=seed,
+                  val_fraction=val_fraction,
+                  target_modules=target_modules.split(",") if target_modules else None)
+    config = LoraTrainConfig.create(**{k: v for k, v in chosen.items() if v is not None})
+    record = train_lora(settings, registry, name, data, config, validation=validation, base_model=model,
+                        resume=resume)
+    _print_record(record)
+    if record.status == "succeeded":
+        print(f"Use it: assistant ask \"…\" --strategy fine-tuned:{name}")
+
+
+def _follow_openai(settings, registry, name: str) -> None:
+    from assistant.finetune import openai_jobs
+
+    try:
+        record = openai_jobs.follow(settings, registry, name, echo=print)
+    except KeyboardInterrupt:
+        print(f"\nDetached; the job keeps running. Re-attach: assistant finetune status {name}; "
+              f"stop it: assistant finetune cancel {name}")
+        return
+    _print_record(record)
+    if record.status in {"failed", "cancelled"}:
+        raise typer.Exit(1)
+
+
+@finetune_app.command()
+def status(name: NameArg) -> None:
+    """Show a model's state; for a running OpenAI job, follow its events until it ends (Ctrl-C detaches)."""
+    settings = load_settings()
+    registry = Registry.from_settings(settings)
+    record = registry.get(name)
+    if record.provider == "openai" and record.status in {"created", "running"}:
+        _follow_openai(settings, registry, name)
+    else:
+        _print_record(record)
+
+
+@finetune_app.command()
+def cancel(name: NameArg) -> None:
+    """Stop a training run: cancels an OpenAI job; asks a local run to stop at its next step (resume later)."""
+    settings = load_settings()
+    registry = Registry.from_settings(settings)
+    record = registry.get(name)
+    if record.provider == "openai":
+        from assistant.finetune import openai_jobs
+
+        record = openai_jobs.cancel(settings, registry, name)
+    else:
+        from assistant.finetune.lora import request_stop
+
+        request_stop(registry, name)
+    print(f"{name}: {record.status}" + (" (stop requested)" if record.provider == "local" else ""))
+
+
+@finetune_app.command("list")
+def list_models(as_json: JsonOpt = False) -> None:
+    """Every named model: provider, base, status, metrics, created."""
+    records = Registry.from_settings(load_settings()).list()
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(r) for r in records], indent=2))
+        return
+    if not records:
+        print("No fine-tuned models yet. Train one: assistant finetune train knowledge/examples.jsonl --name NAME")
+    for record in records:
+        _print_record(record)
+
+
+def _print_record(record) -> None:
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.metrics.items())
+    model = f" → {record.model_id}" if record.model_id else ""
+    print(f"{record.name}  [{record.provider}, {record.status}]  base {record.base_model}{model}  "
+          f"created {record.created}" + (f"\n  {metrics}" if metrics else "") +
+          (f"\n  error: {record.error}" if record.error else ""))
+
+
+@finetune_app.command()
+def remove(name: NameArg) -> None:
+    """Delete a named model and its files (an OpenAI model itself stays in your OpenAI account)."""
+    Registry.from_settings(load_settings()).remove(name)
+    print(f"removed {name}")
+
+
+@finetune_app.command()
+def export(
+    name: NameArg,
+    merged: Annotated[Path, typer.Option(help="Folder to write the full model (base + adapter merged) to.")],
+) -> None:
+    """Write a local model with its adapter merged in, as a Hugging Face folder any server can load."""
+    from assistant.finetune.lora import export_merged
+
+    export_merged(load_settings(), Registry.from_settings(load_settings()), name, merged)
+    print(f"wrote {merged}")

@@ -1,0 +1,312 @@
+"""Local LoRA fine-tuning with peft on the configured local base model (the bundled SmolLM2 by default).
+
+A plain training loop rather than transformers' Trainer: it is short, and it gives what a CPU run needs — batches
+padded only to their own longest example, loss on the answer tokens only, validation with early stopping that keeps
+the best adapter, resumable checkpoints (Ctrl-C, `assistant finetune cancel`, or a crash), and a live history file
+the app can chart while the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from assistant import hf
+from assistant.config import Settings
+from assistant.errors import AssistantError, ConfigError
+from assistant.examples import Example
+from assistant.finetune import checkpoint
+from assistant.finetune.curves import plot_loss
+from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, split
+from assistant.finetune.lora_config import LoraTrainConfig
+from assistant.finetune.lora_data import batches, encode, iterate
+from assistant.finetune.registry import ModelRecord, Registry
+
+__all__ = ["LoraTrainConfig", "export_merged", "request_stop", "token_counter", "train_lora"]
+
+RESUMABLE = {"running", "stopped", "failed"}
+
+
+def token_counter(settings: Settings, model: str | None):
+    """(count tokens of one training example, tokenizer name) with the local model's own tokenizer."""
+    from assistant.finetune.lora_data import token_counter as counter
+
+    tokenizer, name = _tokenizer(settings, model)
+    return counter(tokenizer), name
+
+
+def request_stop(registry: Registry, name: str) -> None:
+    """Ask a running local job to checkpoint and stop at its next step (it can be resumed)."""
+    registry.get(name)
+    registry.run_dir(name).mkdir(parents=True, exist_ok=True)
+    (registry.run_dir(name) / "STOP").touch()
+
+
+def train_lora(settings: Settings, registry: Registry, name: str, data: Path, config: LoraTrainConfig,
+               validation: Path | None = None, base_model: str | None = None, resume: bool = False,
+               progress: bool = True, on_step=None) -> ModelRecord:
+    """Train, register and return the model record. `on_step(step, loss)` is a hook for callers (the app)."""
+    train_set, val_set = _load_data(data, validation, config)
+    state = _start_record(registry, name, config, train_set, base_model, resume, settings)
+    if state is not None:
+        config = LoraTrainConfig(**state["config"])
+    run = _Run(settings, registry, name, config, train_set, val_set, base_model or None, state, progress, on_step)
+    return run.train()
+
+
+def _load_data(data: Path, validation: Path | None, config: LoraTrainConfig) -> tuple[list[Example], list[Example]]:
+    examples, _ = load_examples(data)
+    dropped = {line for line, _ in duplicates(examples)[0]}
+    examples = [e for e in examples if e.line not in dropped]
+    if validation is not None:
+        return examples, load_examples(validation)[0]
+    return split(examples, config.val_fraction, config.seed)
+
+
+def _start_record(registry, name, config, train_set, base_model, resume, settings) -> dict | None:
+    data_hash = dataset_hash(train_set)
+    if resume:
+        record = registry.get(name)
+        state = checkpoint.load_state(registry.run_dir(name) / "checkpoint")
+        if record.provider != "local" or record.status not in RESUMABLE or state is None:
+            raise AssistantError(f"{name!r} has no interrupted local run to resume (status {record.status}).")
+        if state["data_hash"] != data_hash:
+            raise AssistantError(f"{name!r} was trained on different data; resume with the same file, or train "
+                                 "a new name.")
+        registry.update(name, status="running", error=None)
+        return state
+    if registry.exists(name):
+        raise ConfigError(f"A model named {name!r} already exists ({registry.get(name).status}). Pick another "
+                          f"--name, continue it with --resume, or delete it: assistant finetune remove {name}")
+    from assistant.models.local_weights import resolve_source
+
+    registry.save(ModelRecord(name, "local", resolve_source(base_model).name, "running",
+                              hyperparameters=config.model_dump(), data_hash=data_hash, base_path=base_model,
+                              training_hashes=[prompt_hash(e.prompt) for e in train_set]))
+    return None
+
+
+def _tokenizer(settings: Settings, model: str | None):
+    from transformers import AutoTokenizer
+
+    from assistant.models.local_weights import resolve_source, weights_folder
+
+    source = resolve_source(model)
+    return AutoTokenizer.from_pretrained(weights_folder(source, settings.model_cache_dir)), source.name
+
+
+class _Run:
+    def __init__(self, settings, registry, name, config, train_set, val_set, base_model, state, progress, on_step):
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
+
+        from assistant.models.local_weights import resolve_source, weights_folder
+
+        hf.quiet()
+        self.registry, self.name, self.config = registry, name, config
+        self.run_dir = registry.run_dir(name)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress, self.on_step = progress, on_step
+        torch.manual_seed(config.seed)
+        self.tokenizer, _ = _tokenizer(settings, base_model)
+        folder = weights_folder(resolve_source(base_model), settings.model_cache_dir)
+        base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        lora = LoraConfig(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                          target_modules=list(config.target_modules))
+        try:
+            self.model = get_peft_model(base, lora)
+        except ValueError as exc:  # e.g. a target module the base model does not have
+            registry.update(name, status="failed", error=str(exc))
+            raise ConfigError(f"LoRA cannot be applied: {exc}") from None
+        self.train_items = [encode(self.tokenizer, e, config.max_length) for e in train_set]
+        self.val_items = [encode(self.tokenizer, e, config.max_length) for e in val_set]
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.steps_per_epoch = math.ceil(math.ceil(len(self.train_items) / config.batch_size)
+                                         / config.gradient_accumulation)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(config.warmup_ratio *
+                                                                               self.total_steps), self.total_steps)
+        self.state = state or {"step": 0, "history": [], "best_val": None, "best_step": None, "bad_evals": 0,
+                               "trained_tokens": 0, "seconds": 0.0, "config": config.model_dump(),
+                               "data_hash": dataset_hash(train_set), "stopped_early": False}
+        if state is not None:
+            checkpoint.restore(state, self.model, self.optimizer, self.scheduler)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def train(self) -> ModelRecord:
+        (self.run_dir / "STOP").unlink(missing_ok=True)
+        # The file the app charts from: what the checkpoint knows (steps after it are trained again).
+        (self.run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.state["history"]))
+        if self.state["step"] == 0 and self.val_items:
+            self._evaluate()  # the starting point of the validation curve
+        bar = tqdm(total=self.total_steps, initial=self.state["step"], desc=f"training {self.name}", unit="step",
+                   disable=not self.progress)
+        started = time.perf_counter() - self.state["seconds"]
+        try:
+            finished = self._epochs(bar, started)
+        except KeyboardInterrupt:
+            finished = False
+        except Exception as exc:
+            self.registry.update(self.name, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            bar.close()
+        self.state["seconds"] = time.perf_counter() - started
+        if not finished:
+            self._checkpoint()
+            return self.registry.update(self.name, status="stopped", metrics=self._metrics(),
+                                        error=f"stopped at step {self.state['step']}/{self.total_steps}; continue "
+                                              f"with `assistant finetune train DATA --name {self.name} --resume`")
+        return self._finish()
+
+    def _epochs(self, bar, started: float) -> bool:
+        """True when training ran to its end (or stopped early); False when asked to stop."""
+        accumulate = self.config.gradient_accumulation
+        while self.state["step"] < self.total_steps:
+            epoch, done_in_epoch = divmod(self.state["step"], self.steps_per_epoch)
+            order = batches(self.train_items, self.config.batch_size, self.config.seed, epoch)
+            order = order[done_in_epoch * accumulate:]  # a resumed run skips what it already trained on
+            for group_start in range(0, len(order), accumulate):
+                loss = self._step(order[group_start:group_start + accumulate])
+                self.state["step"] += 1
+                self.state["seconds"] = time.perf_counter() - started
+                self._log({"step": self.state["step"], "epoch": round(self.state["step"] / self.steps_per_epoch, 3),
+                           "train_loss": round(loss, 5), "lr": self.scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                bar.update()
+                if self.on_step:
+                    self.on_step(self.state["step"], loss)
+                if self._due_for_eval() and self._evaluate():
+                    self.state["stopped_early"] = True
+                    return True
+                if self.state["step"] % self.config.checkpoint_every == 0:
+                    self._checkpoint()
+                if (self.run_dir / "STOP").exists():
+                    (self.run_dir / "STOP").unlink(missing_ok=True)
+                    return False
+        return True
+
+    def _step(self, group: list[list[int]]) -> float:
+        self.model.train()
+        tokens = sum(self._trained(batch) for batch in group)
+        total = 0.0
+        for batch in iterate(self.train_items, group, self.pad_id):
+            # Each batch's mean loss weighted by its share of the group's answer tokens: the group's token mean.
+            share = int((batch["labels"][:, 1:] != -100).sum()) / max(1, tokens)
+            loss = self.model(**batch).loss * share
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state["trained_tokens"] += sum(len(self.train_items[i].input_ids) for b in group for i in b)
+        return total
+
+    def _trained(self, batch: list[int]) -> int:
+        # shifted by one: the first label is never predicted
+        return sum(sum(label != -100 for label in self.train_items[i].labels[1:]) for i in batch)
+
+    def _due_for_eval(self) -> bool:
+        step, every = self.state["step"], self.config.eval_every or self.steps_per_epoch
+        return bool(self.val_items) and (step % every == 0 or step == self.total_steps)
+
+    @torch.no_grad()
+    def _evaluate(self) -> bool:
+        """Validation loss (mean over answer tokens); keeps the best adapter. True when patience ran out."""
+        self.model.eval()
+        loss_sum, count = 0.0, 0
+        order = [list(range(i, min(i + self.config.batch_size, len(self.val_items))))
+                 for i in range(0, len(self.val_items), self.config.batch_size)]
+        for batch in iterate(self.val_items, order, self.pad_id):
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            loss_sum += float(self.model(**batch).loss) * n
+            count += n
+        val = loss_sum / max(1, count)
+        self._log({"step": self.state["step"], "val_loss": round(val, 5)})
+        best = self.state["best_val"]
+        if best is None or val < best - 1e-4:
+            self.state.update(best_val=val, best_step=self.state["step"], bad_evals=0)
+            if self.state["step"] > 0:
+                self._save_adapter()
+            return False
+        self.state["bad_evals"] += 1
+        return self.config.patience > 0 and self.state["bad_evals"] >= self.config.patience
+
+    # -- files -------------------------------------------------------------------------------------------------
+    def _log(self, entry: dict) -> None:
+        self.state["history"].append(entry)
+        with (self.run_dir / "history.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry) + "\n")
+
+    def _checkpoint(self) -> None:
+        checkpoint.save(self.run_dir / "checkpoint", self.model, self.optimizer, self.scheduler, self.state)
+
+    def _save_adapter(self) -> None:
+        target = self.registry.adapter_dir(self.name)
+        staging = target.with_name("adapter.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.model.save_pretrained(staging, safe_serialization=True)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+
+    def _finish(self) -> ModelRecord:
+        if not self.val_items or self.state["best_step"] in (None, 0):
+            self._save_adapter()  # no validation (or it never improved): the final weights are the result
+        self._checkpoint()
+        metrics = self._metrics()
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_loss(self.state["history"], self.run_dir / "loss_curve.png", f"LoRA {self.name}")
+        record = self.registry.update(self.name, status="succeeded", metrics=metrics, error=None)
+        card = asdict(record) | {"trained_with": "ragtune LoRA (peft)", "examples": {"train": len(self.train_items),
+                                                                                     "validation": len(self.val_items)}}
+        card.pop("training_hashes")
+        (self.registry.adapter_dir(self.name) / "card.json").write_text(json.dumps(card, indent=2))
+        return record
+
+    def _metrics(self) -> dict:
+        history, state = self.state["history"], self.state
+        train = [h["train_loss"] for h in history if "train_loss" in h]
+        val = [h["val_loss"] for h in history if "val_loss" in h]
+        tail = train[-self.steps_per_epoch:]
+        metrics = {"steps": state["step"], "total_steps": self.total_steps,
+                   "epochs": round(state["step"] / self.steps_per_epoch, 2),
+                   "train_loss": round(sum(tail) / len(tail), 4) if tail else None,
+                   "first_train_loss": train[0] if train else None,
+                   "stopped_early": state["stopped_early"], "seconds": round(state["seconds"], 1),
+                   "tokens_per_s": round(state["trained_tokens"] / max(state["seconds"], 1e-9), 1)}
+        if val:
+            metrics |= {"initial_val_loss": val[0], "val_loss": val[-1], "best_val_loss": round(state["best_val"], 5),
+                        "best_step": state["best_step"]}
+        return metrics
+
+
+def export_merged(settings: Settings, registry: Registry, name: str, out: Path) -> Path:
+    """Base + adapter merged into one Hugging Face folder (safetensors) that vLLM, TGI or transformers can serve."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from assistant.models.local_weights import check_adapter, resolve_source, weights_folder
+
+    record = registry.get(name)
+    if record.provider != "local" or not record.ready:
+        raise AssistantError(f"Only a finished local model can be exported; {name!r} is {record.provider}, "
+                             f"{record.status}.")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose a new folder.")
+    folder = weights_folder(resolve_source(record.base_path), settings.model_cache_dir)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(check_adapter(registry.adapter_dir(name)))).merge_and_unload()
+    merged.save_pretrained(out)
+    _tokenizer(settings, record.base_path)[0].save_pretrained(out)
+    return out
+
