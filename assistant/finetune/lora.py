@@ -114,12 +114,12 @@ class _Run:
         self.run_dir = registry.run_dir(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress, self.on_step = progress, on_step
-        torch.manual_seed(config.seed)
         self.tokenizer, _ = _tokenizer(settings, base_model)
         folder = weights_folder(resolve_source(base_model), settings.model_cache_dir)
         base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         lora = LoraConfig(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                           target_modules=list(config.target_modules))
+        torch.manual_seed(config.seed)  # here, not earlier: a first-time GGUF conversion also draws random numbers
         try:
             self.model = get_peft_model(base, lora)
         except ValueError as exc:  # e.g. a target module the base model does not have
