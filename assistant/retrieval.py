@@ -4,6 +4,7 @@ by reciprocal-rank fusion. Dense search finds paraphrases; BM25 finds exact term
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,30 +37,57 @@ class Passage:
 
 
 class Bm25Index:
-    """BM25 over a collection's chunk texts, kept on disk and rebuilt whenever the collection's chunks change
-    (chunk ids hash their content, so the sorted ids fingerprint the collection)."""
+    """BM25 over a collection's chunk texts, kept on disk under the collection's write stamp, so it is rebuilt only
+    after the collection changed — whichever process wrote."""
 
     def __init__(self, collection: Collection, folder: Path) -> None:
+        # The key is read before the chunks: a write landing in between changes the stamp again, so the next check
+        # rebuilds rather than keeping an index that misses the write.
+        self.key = _freshness_key(collection)
+        index_dir = folder / collection.name / f"{collection.uid}-{self.key}"
+        if not self._load(index_dir):
+            self._build(collection)
+            self._save(index_dir)
+
+    def is_current(self, collection: Collection) -> bool:
+        return _freshness_key(collection) == self.key
+
+    def _load(self, index_dir: Path) -> bool:
         import bm25s
 
-        ids = sorted(collection.ids())
-        fingerprint = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-        index_dir = folder / collection.name / fingerprint
-        if (index_dir / "ids.txt").is_file():
+        try:
             self.index = bm25s.BM25.load(str(index_dir))
             self.ids = (index_dir / "ids.txt").read_text().split("\n")
-            return
-        texts = dict(zip(*collection.texts(ids)))
-        self.ids = ids
+        except (OSError, ValueError, EOFError):  # none yet, or another process is replacing it: build our own
+            return False
+        return True
+
+    def _build(self, collection: Collection) -> None:
+        import bm25s
+
+        self.ids = sorted(collection.ids())
+        texts = dict(zip(*collection.texts(self.ids)))
         self.index = bm25s.BM25()
-        if ids:
-            self.index.index(bm25s.tokenize([texts[i] for i in ids], stopwords="en", show_progress=False),
+        if self.ids:
+            self.index.index(bm25s.tokenize([texts[i] for i in self.ids], stopwords="en", show_progress=False),
                              show_progress=False)
-        shutil.rmtree(folder / collection.name, ignore_errors=True)  # older fingerprints are stale
-        index_dir.mkdir(parents=True)
-        if ids:
-            self.index.save(str(index_dir))
-        (index_dir / "ids.txt").write_text("\n".join(ids))
+
+    def _save(self, index_dir: Path) -> None:
+        """Keep the index on disk for the next process. Written aside and renamed into place, so a loader never
+        sees half an index; a failure (another process clearing stale indexes at the same moment) costs only a
+        rebuild at the next start, so it is not an error."""
+        staging = index_dir.with_name(f"{index_dir.name}.{os.getpid()}.tmp")
+        try:
+            staging.mkdir(parents=True)
+            if self.ids:
+                self.index.save(str(staging))
+            (staging / "ids.txt").write_text("\n".join(self.ids))
+            for stale in index_dir.parent.iterdir():  # older stamps' indexes, leftovers of killed builds
+                if stale not in (staging, index_dir):
+                    shutil.rmtree(stale, ignore_errors=True)
+            staging.rename(index_dir)  # fails if another process saved this stamp's index first: theirs will do
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         import bm25s
@@ -86,7 +114,7 @@ class Retriever:
         return cls(opened, embedder or SentenceTransformerEmbedder.from_settings(settings), settings.home / "bm25")
 
     def bm25(self) -> Bm25Index:
-        if self._bm25 is None or sorted(self.collection.ids()) != sorted(self._bm25.ids):
+        if self._bm25 is None or not self._bm25.is_current(self.collection):
             self._bm25 = Bm25Index(self.collection, self.bm25_folder)
         return self._bm25
 
@@ -108,6 +136,8 @@ class Retriever:
         records = self.collection.records([chunk for chunk, _ in scores])
         passages = []
         for chunk, score in scores:
+            if chunk not in records:  # deleted by another process since the searches ran
+                continue
             text, meta, chunk_vector = records[chunk]
             if sources and meta.get("doc_id") not in sources:
                 continue
@@ -117,6 +147,16 @@ class Retriever:
             passages.append(Passage(text, meta.get("doc_id", "?"), meta.get("location", ""), score, chunk,
                                     similarity))
         return passages[:k]
+
+
+def _freshness_key(collection: Collection) -> str:
+    """The collection's write stamp (one metadata read). A collection no write has stamped yet (made before stamps
+    existed) falls back to a fingerprint of its chunk ids, which hash their content: correct, but ~0.2 s at 100k
+    chunks; its next write stamps it."""
+    stamp = collection.generation()
+    if stamp is not None:
+        return stamp
+    return "ids-" + hashlib.sha256("\n".join(sorted(collection.ids())).encode()).hexdigest()[:16]
 
 
 def _fuse(rankings: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from assistant.config import Settings, load_settings
 from assistant.errors import ConfigError
-from assistant.retrieval import Retriever, _fuse
+from assistant.retrieval import Bm25Index, Retriever, _fuse
+from ingest import kb
+from ingest import store as store_module
 from ingest.pipeline import Ingestor
 from ingest.store import KnowledgeStore
 from tests.fakes import HashingEmbedder
@@ -68,6 +73,46 @@ def test_bm25_follows_the_collection(retriever: Retriever, settings: Settings, t
     (tmp_path / "kb" / "mdns.md").write_text("# Discovery\nThe router announces itself with zeroconf.\n")
     Ingestor(settings, embedder=HashingEmbedder()).run([tmp_path / "kb"])
     assert retriever.retrieve("zeroconf", k=1, mode="bm25")[0].source == "mdns.md"
+
+
+def test_bm25_drops_a_removed_document(retriever: Retriever, settings: Settings) -> None:
+    assert retriever.retrieve("E4471", k=1, mode="bm25")[0].source == "errors.md"  # the index is built now
+    kb.remove_document(settings, settings.collection, "errors.md")
+    assert all(p.source != "errors.md" for p in retriever.retrieve("E4471", k=4, mode="bm25"))
+
+
+def test_bm25_sees_a_write_by_another_process(retriever: Retriever, settings: Settings, tmp_path: Path) -> None:
+    assert retriever.retrieve("zeroconf", k=1, mode="bm25") == []
+    (tmp_path / "kb" / "mdns.md").write_text("# Discovery\nThe router announces itself with zeroconf.\n")
+    writer = textwrap.dedent(f"""
+        from assistant.config import load_settings
+        from ingest.pipeline import Ingestor
+        from tests.fakes import HashingEmbedder
+        Ingestor(load_settings(), embedder=HashingEmbedder()).run([{str(tmp_path / "kb")!r}])
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=Path(__file__).parent.parent)
+    # The index itself, not retrieve(): an embedded Chroma client does not see vectors another process wrote until
+    # it is reopened (a Chroma limitation; a server has none), and retrieve() reads the vectors back.
+    (found, _), = retriever.bm25().search("zeroconf", 1)
+    assert found in KnowledgeStore(settings).get(settings.collection).ids_of("mdns.md")
+
+
+def test_bm25_is_not_rebuilt_while_the_collection_is_unchanged(retriever: Retriever, settings: Settings,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    built = retriever.bm25()
+    retriever.retrieve("reset button", k=2, mode="hybrid")
+    assert retriever.bm25() is built
+    # A new process finds the saved index of the same write stamp on disk.
+    monkeypatch.setattr(Bm25Index, "_build", lambda self, collection: pytest.fail("rebuilt an unchanged index"))
+    again = Retriever(KnowledgeStore(settings).get(settings.collection), HashingEmbedder(), settings.home / "bm25")
+    assert again.retrieve("E4471", k=1, mode="bm25")[0].source == "errors.md"
+
+
+def test_bm25_reads_long_id_lists_in_slices(retriever: Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite refuses a statement with more than 32,766 variables: 100k chunks in one get() failed.
+    monkeypatch.setattr(store_module, "IDS_PER_REQUEST", 2)
+    assert len(retriever.bm25().ids) == retriever.collection.count() > 2
+    assert retriever.retrieve("E4471", k=1, mode="bm25")[0].source == "errors.md"
 
 
 def test_unknown_mode_is_refused(retriever: Retriever) -> None:
