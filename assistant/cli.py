@@ -148,7 +148,7 @@ def ui(
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 to serve your network).")] = "127.0.0.1",
 ) -> None:
     """Start the web app. Extra --server.* / --theme.* options are passed to Streamlit."""
-    load_settings()  # a bad setting fails here, in one line, rather than inside the browser
+    settings = load_settings()  # a bad setting fails here, in one line, rather than inside the browser
     app_file = Path(__file__).resolve().parents[1] / "ui" / "app.py"  # `ui` is installed beside `assistant`
     if not app_file.is_file():
         raise AssistantError(f"The web app is missing ({app_file}); reinstall with `make install`.")
@@ -156,6 +156,8 @@ def ui(
         sys.executable, "-m", "streamlit", "run", str(app_file),
         "--server.port", str(port), "--server.address", host,
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        # Streamlit's own HTTP limit, so the server refuses what the upload page would refuse anyway
+        "--server.maxUploadSize", str(max(1, round(settings.max_file_mb))),
         *ctx.args,
     ]
     print(f"Serving on http://{host}:{port}", flush=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import TypeAdapter, ValidationError
 
 from assistant.config import Settings
 from assistant.embeddings import Embedder, SentenceTransformerEmbedder
-from assistant.errors import StoreError
+from assistant.errors import ConfigError, StoreError
 from ingest.manifest import Manifest
 from ingest.pipeline import embedder_name
 from ingest.store import KnowledgeStore
@@ -24,6 +27,36 @@ class CollectionInfo:
     @property
     def chunks(self) -> int:
         return sum(self.documents.values())
+
+
+# The same rule as the `collection` setting (Chroma's naming rule), for names typed at run time (the web app).
+_COLLECTION_NAME = TypeAdapter(Annotated[(str, *Settings.model_fields["collection"].metadata)])
+
+
+def check_collection_name(name: str) -> str:
+    """`name` if it is a valid knowledge-base name (it also names folders under the data home), else ConfigError."""
+    try:
+        _COLLECTION_NAME.validate_python(name)
+    except ValidationError:
+        raise ConfigError(f"{name!r} is not a valid knowledge base name: use 3-63 letters, digits, '.', '_' or '-', "
+                          "starting and ending with a letter or digit.") from None
+    if ".." in name or name.endswith(REINDEX_SUFFIX):
+        raise ConfigError(f"{name!r} is not a valid knowledge base name: no '..' and no {REINDEX_SUFFIX!r} ending.")
+    return name
+
+
+def collection_names(settings: Settings) -> list[str]:
+    """The knowledge bases in the store, without the staging copies of a reindex in progress."""
+    return [name for name in KnowledgeStore(settings).names() if not name.endswith(REINDEX_SUFFIX)]
+
+
+def collection_info(settings: Settings, name: str) -> CollectionInfo | None:
+    """One knowledge base's documents with chunk counts; None when there is none of that name yet."""
+    store = KnowledgeStore(settings)
+    if name not in store.names():
+        return None
+    collection = store.get(name)
+    return CollectionInfo(name, collection.embedder, collection.documents())
 
 
 def list_collections(settings: Settings) -> list[CollectionInfo]:
