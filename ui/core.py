@@ -13,6 +13,8 @@ from assistant.models import Generator
 from assistant.strategies import Strategy, StrategySpec, build_strategy, generator_for
 
 T = TypeVar("T")
+GENERATOR_FIELDS = {"home", "backend", "model", "adapter", "max_tokens", "temperature", "top_p", "seed", "threads",
+                    "local_precision", "openai_base_url", "openai_timeout", "openai_max_retries"}
 
 
 def _or_stop(build: Callable[..., T], *args: object) -> T:
@@ -35,14 +37,25 @@ def _strategy(name: str, _settings: Settings, _generator: Generator, key: str) -
     return build_strategy(name, _settings, _generator)
 
 
-def settings_or_stop() -> Settings:
-    return _or_stop(load_settings)
+def settings_or_stop(**overrides: object) -> Settings:
+    """The settings, with the page's choices (sidebar widgets) applied over them."""
+    return _or_stop(lambda: load_settings(**overrides))
+
+
+def collection_names(settings: Settings) -> list[str]:
+    from ingest.kb import collection_names as names
+
+    try:
+        return names(settings)
+    except AssistantError:  # an unreachable Chroma server: the chat page still works without rag
+        return []
 
 
 def generator_or_stop(settings: Settings, strategy: str = "plain") -> Generator:
     """Strategies without a fine-tuned model share the configured generator; each fine-tuned one has its own."""
     tuned = StrategySpec.parse(strategy).fine_tuned
-    return _or_stop(_generator, f"fine-tuned:{tuned}" if tuned else "plain", settings, settings.model_dump_json())
+    key = settings.model_dump_json(include=GENERATOR_FIELDS)  # changing k or the collection keeps the model loaded
+    return _or_stop(_generator, f"fine-tuned:{tuned}" if tuned else "plain", settings, key)
 
 
 def strategy_or_stop(name: str, settings: Settings, generator: Generator) -> Strategy:

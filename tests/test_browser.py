@@ -1,0 +1,103 @@
+"""The app in a real headless Chromium: `assistant ui` serving the real bundled models, a RAG question typed into the
+chat, the streamed answer, its sources opened, and a screenshot of every page.
+
+Screenshots go to tests/artifacts/ (gitignored); with ASSISTANT_SCREENSHOTS=DIR they are also copied there (that is
+how docs/screenshots/ in the README is made). Needs Debian's `chromium` (`apt-get install chromium`; .ci/run installs
+it) and the `playwright` package (a dev extra); without them the test is skipped and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import ASSISTANT, run
+from tests.test_cli_kb import SAMPLE
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PAGES = {"chat": "", "knowledge": "knowledge", "finetune": "finetune", "compare": "compare"}
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(model_home: Path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium: `apt-get install chromium` enables the browser test (.ci/run does it in CI)")
+    pytest.importorskip("playwright", reason="`pip install -e .[dev]` installs playwright for the browser test")
+    env = {**os.environ, "ASSISTANT_HOME": str(model_home), "ASSISTANT_COLLECTION": "sample",
+           "ASSISTANT_MAX_TOKENS": "48", "ASSISTANT_EXAMPLES": str(SAMPLE.parent / "examples.jsonl")}
+    assert run("ingest", str(SAMPLE), env=env).returncode == 0
+    port = _free_port()
+    server = subprocess.Popen([ASSISTANT, "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(served)
+        chat_input = page.get_by_test_id("stChatInputTextArea")
+        expect(chat_input).to_be_visible(timeout=240_000)  # the first load builds the model and its kernels
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_role("combobox").first.click()
+        page.get_by_role("option", name="rag", exact=True).click()
+        chat_input.fill("How long is the warranty on the Nimbus R7?")
+        chat_input.press("Enter")
+        sources = page.get_by_test_id("stExpander").filter(has_text="Sources")
+        expect(sources.first).to_be_visible(timeout=240_000)
+        sources.first.click()
+        expect(page.get_by_text("warranty-policy.pdf").first).to_be_visible()
+        messages = page.get_by_test_id("stChatMessage")
+        expect(messages).to_have_count(2)
+        assert messages.nth(1).inner_text().strip()
+        shots = [_shot(page, "chat")]
+        for name, path in PAGES.items():
+            if path:
+                page.goto(f"{served}/{path}")
+                page.get_by_test_id("stMainBlockContainer").wait_for(timeout=120_000)
+                page.wait_for_timeout(3000)  # let the page finish its first run
+                shots.append(_shot(page, name))
+        browser.close()
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
+    if target := os.environ.get("ASSISTANT_SCREENSHOTS"):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copy(shot, Path(target) / shot.name)
+
+
+def _shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
