@@ -158,6 +158,7 @@ def ui(
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         # Streamlit's own HTTP limit, so the server refuses what the upload page would refuse anyway
         "--server.maxUploadSize", str(max(1, round(settings.max_file_mb))),
+        "--client.toolbarMode", "minimal",  # no "Deploy" button: this app is not on Streamlit Cloud
         *ctx.args,
     ]
     print(f"Serving on http://{host}:{port}", flush=True)

@@ -1,7 +1,7 @@
 """The app in a real headless Chromium: `assistant ui` serving the real bundled models, a RAG question typed into the
 chat, the streamed answer, its sources opened, and a screenshot of every page.
 
-Screenshots go to tests/artifacts/ (gitignored); with ASSISTANT_SCREENSHOTS=DIR they are also copied there (that is
+Screenshots go to tests/artifacts/ (gitignored); with RAGTUNE_SCREENSHOTS=/absolute/dir they are also copied there (that is
 how docs/screenshots/ in the README is made). Needs Debian's `chromium` (`apt-get install chromium`; .ci/run installs
 it) and the `playwright` package (a dev extra); without them the test is skipped and says so.
 """
@@ -91,7 +91,7 @@ def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: s
                 shots.append(_shot(page, name))
         browser.close()
     assert all(shot.stat().st_size > 10_000 for shot in shots)
-    if target := os.environ.get("ASSISTANT_SCREENSHOTS"):
+    if target := os.environ.get("RAGTUNE_SCREENSHOTS"):
         Path(target).mkdir(parents=True, exist_ok=True)
         for shot in shots:
             shutil.copy(shot, Path(target) / shot.name)

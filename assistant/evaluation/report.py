@@ -54,7 +54,9 @@ def winners(summaries: list[Summary]) -> dict[str, str]:
     for metric in QUALITY:
         scored = [s for s in summaries if s.means.get(metric) is not None]
         if scored:
-            found[metric] = max(scored, key=lambda s: s.means[metric]).strategy
+            best = max(s.means[metric] for s in scored)
+            top = [s.strategy for s in scored if s.means[metric] == best]
+            found[metric] = top[0] if len(top) == 1 else "tie: " + ", ".join(top)
     return found
 
 
