@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from assistant import hf
 from assistant.config import Settings
+from assistant.cpu import has_native_bf16
 from assistant.errors import AssistantError, ConfigError
 from assistant.examples import Example
 from assistant.finetune import checkpoint
 from assistant.finetune.curves import plot_loss
 from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, split
 from assistant.finetune.lora_config import LoraTrainConfig
-from assistant.finetune.lora_data import batches, encode, iterate
+from assistant.finetune.lora_data import IGNORE, batches, encode, iterate
 from assistant.finetune.registry import ModelRecord, Registry
 
 __all__ = ["LoraTrainConfig", "export_merged", "request_stop", "token_counter", "train_lora"]
@@ -116,7 +117,14 @@ class _Run:
         self.progress, self.on_step = progress, on_step
         self.tokenizer, _ = _tokenizer(settings, base_model)
         folder = weights_folder(resolve_source(base_model), settings.model_cache_dir)
-        base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        # Training steps run under bf16 autocast where the CPU multiplies bf16 natively (~1.7× faster a step on
+        # Zen 4; validation stays fp32, the precision the adapter is served in); local_precision=fp32 opts out.
+        # Eager attention: at FAQ lengths its small matmuls beat the CPU flash-attention kernel's bf16 backward.
+        self.bf16 = settings.local_precision == "bf16" or (settings.local_precision == "auto" and has_native_bf16())
+        base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                    **({"attn_implementation": "eager"} if self.bf16 else {}))
         lora = LoraConfig(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                           target_modules=list(config.target_modules))
         torch.manual_seed(config.seed)  # here, not earlier: a first-time GGUF conversion also draws random numbers
@@ -202,7 +210,7 @@ class _Run:
         for batch in iterate(self.train_items, group, self.pad_id):
             # Each batch's mean loss weighted by its share of the group's answer tokens: the group's token mean.
             share = int((batch["labels"][:, 1:] != -100).sum()) / max(1, tokens)
-            loss = self.model(**batch).loss * share
+            loss = self._loss(batch, autocast=self.bf16) * share
             loss.backward()
             total += loss.item()
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
@@ -211,6 +219,19 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         self.state["trained_tokens"] += sum(len(self.train_items[i].input_ids) for b in group for i in b)
         return total
+
+    def _loss(self, batch: dict[str, torch.Tensor], autocast: bool = False) -> torch.Tensor:
+        """Mean cross-entropy over the answer tokens, as `model(**batch).loss` computes it, but with the output layer
+        (a 49k-token vocabulary: a fifth of the model's multiply-adds) applied only where a label is trained."""
+        model = self.model.get_base_model()  # the LoRA layers live inside it
+        labels = batch["labels"][:, 1:]
+        trained = labels != IGNORE
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                         use_cache=False).last_hidden_state
+            logits = model.get_output_embeddings()(hidden[:, :-1][trained])
+        return torch.nn.functional.cross_entropy(logits.float(), labels[trained], reduction="sum") / max(
+            1, int(trained.sum()))
 
     def _trained(self, batch: list[int]) -> int:
         # shifted by one: the first label is never predicted
@@ -229,7 +250,7 @@ class _Run:
                  for i in range(0, len(self.val_items), self.config.batch_size)]
         for batch in iterate(self.val_items, order, self.pad_id):
             n = int((batch["labels"][:, 1:] != -100).sum())
-            loss_sum += float(self.model(**batch).loss) * n
+            loss_sum += float(self._loss(batch)) * n
             count += n
         val = loss_sum / max(1, count)
         self._log({"step": self.state["step"], "val_loss": round(val, 5)})
@@ -283,6 +304,7 @@ class _Run:
                    "train_loss": round(sum(tail) / len(tail), 4) if tail else None,
                    "first_train_loss": train[0] if train else None,
                    "stopped_early": state["stopped_early"], "seconds": round(state["seconds"], 1),
+                   "precision": "bf16 autocast" if self.bf16 else "fp32",
                    "tokens_per_s": round(state["trained_tokens"] / max(state["seconds"], 1e-9), 1)}
         if val:
             metrics |= {"initial_val_loss": val[0], "val_loss": val[-1], "best_val_loss": round(state["best_val"], 5),
