@@ -27,6 +27,23 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Pat
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_stray_jobs(isolated_environment: Path):
+    """A test that fails half-way must not leave a detached background job (assistant/jobs.py) running."""
+    yield
+    from assistant import jobs
+    from assistant.config import load_settings
+    from assistant.errors import AssistantError
+
+    try:
+        settings = load_settings()
+    except AssistantError:  # a test of bad settings: it started no job
+        return
+    for job in jobs.list_jobs(settings):
+        if job.running:
+            jobs.stop(settings, job, force=True)
+
+
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data home shared by the session, so the bundled GGUF is dequantised only once."""

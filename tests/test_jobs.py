@@ -19,16 +19,6 @@ from assistant.errors import AssistantError
 from tests.openai_server import KEY
 
 
-@pytest.fixture(autouse=True)
-def no_stray_jobs():
-    """A test that fails half-way must not leave a detached job running behind it."""
-    yield
-    settings = load_settings()
-    for job in jobs.list_jobs(settings):
-        if job.running:
-            jobs.stop(settings, job, force=True)
-
-
 def wait(job: jobs.Job, timeout: float = 90.0) -> jobs.Job:
     deadline = time.monotonic() + timeout
     while job.running:

