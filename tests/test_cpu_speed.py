@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -51,16 +52,55 @@ def test_q8_0_packing_is_lossless_and_refuses_other_weights() -> None:
         exact_quant.pack_q8_0(torch.randn(4, 64))
 
 
+@pytest.fixture
+def kernels(model_home: Path):
+    ops = exact_quant.load_kernels(model_home / "kernels")
+    yield ops
+    ops.set_threads(torch.get_num_threads())
+
+
 @needs_kernels
 @pytest.mark.parametrize("rows", [1, 3, 5, 16])  # single-token decode, small tiles, and the prefill path
-def test_kernels_compute_the_fp32_product(rows: int, model_home: Path) -> None:
-    ops = exact_quant.load_kernels(model_home / "kernels")
-    weight = q4_1_weights(96, 128, seed=rows)
+@pytest.mark.parametrize("pool", [1, 3])  # serial, and split over the kernels' own threads (more than there are cores)
+@pytest.mark.parametrize("torch_threads", [1, 2])  # prefill shares its sgemm over the pool only on one torch thread
+def test_kernels_compute_the_fp32_product(rows: int, pool: int, torch_threads: int, kernels) -> None:
+    kernels.set_threads(pool)
+    weight = q4_1_weights(200, 128, seed=rows)  # 200 rows: shares of unequal size
     x = torch.randn(rows, 128)
-    got = ops.q4_1_mm(x, *exact_quant.pack_q4_1(weight))
+    before = exact_quant.torch_threads_here(torch_threads)
+    try:
+        with torch.inference_mode():  # as in generation: the helpers' torch ops must run in the caller's mode
+            got = kernels.q4_1_mm(x, *exact_quant.pack_q4_1(weight))
+            q8 = q8_0_weights(600, 128)
+            got_q8 = kernels.q8_0_mm(x, *exact_quant.pack_q8_0(q8))
+    finally:
+        exact_quant.torch_threads_here(before)
     torch.testing.assert_close(got, x @ weight.T, rtol=1e-5, atol=1e-5)
-    q8 = q8_0_weights(96, 128)
-    torch.testing.assert_close(ops.q8_0_mm(x, *exact_quant.pack_q8_0(q8)), x @ q8.T, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_q8, x @ q8.T, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_decoding_on_one_torch_thread_leaves_other_threads_alone(kernels) -> None:
+    from assistant.models.cpu_speed import DecodeThreads
+
+    default = torch.get_num_threads()
+    seen: dict[str, int] = {}
+
+    def generating_thread() -> None:
+        threads = DecodeThreads()
+        threads(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 4))  # after the prompt's forward pass
+        seen["decoding"] = torch.get_num_threads()
+        started_meanwhile = threading.Thread(target=lambda: seen.update(other=torch.get_num_threads()))
+        started_meanwhile.start()
+        started_meanwhile.join()
+        threads.restore()
+        seen["after"] = torch.get_num_threads()
+
+    worker = threading.Thread(target=generating_thread)
+    worker.start()
+    worker.join()
+    assert seen == {"decoding": 1, "other": default, "after": default}
+    assert torch.get_num_threads() == default
 
 
 @pytest.mark.integration

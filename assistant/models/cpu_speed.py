@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import torch
+from transformers import LogitsProcessor
 
 from assistant.models import exact_quant
 
@@ -34,3 +35,24 @@ def optimise(model, precision: str, build_root: Path, weight_files: list[Path]) 
             reason = f"kernel build failed: {str(exc).splitlines()[0][:200]}"
     log.info("Using fp32 for the local model (%s)", reason)
     return model, f"fp32 ({reason})"
+
+
+class DecodeThreads(LogitsProcessor):
+    """With the packed kernels, decode steps run torch's own ops on one thread and leave the other cores to the
+    kernels' pool: both pools spin between jobs, and the two spinning on the same cores made decoding ~10x slower,
+    while torch's remaining per-token ops (norms, attention over the cache) are too small to gain from threads.
+    `generate` calls logits processors after every forward pass; the first is the prompt's (prefill), which keeps
+    torch's threads for attention over the whole prompt. Only the generating thread changes; `restore` undoes it."""
+
+    def __init__(self) -> None:
+        self.before: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.before is None:
+            self.before = exact_quant.torch_threads_here(1)
+        return scores
+
+    def restore(self) -> None:
+        if self.before is not None:
+            exact_quant.torch_threads_here(self.before)
+            self.before = None

@@ -46,9 +46,8 @@ def load_kernels(build_root: Path):
         from torch.utils.cpp_extension import load
 
         source = KERNEL_SOURCE.read_bytes()
-        # No -fopenmp: at::parallel_for then runs serially. Generation runs in a worker thread, and an OpenMP team
-        # started from a second thread made these kernels ~2x slower than serial code (docs/BENCHMARKS.md).
-        flags = ["-O3", "-march=native"]
+        # No -fopenmp: the kernels bring their own thread pool (see the source for why not OpenMP).
+        flags = ["-O3", "-march=native", "-pthread"]
         cpu = " ".join(sorted(cpu_flags()))
         # -march=native binaries are only valid on this kind of CPU: key the build on source, flags, torch, CPU.
         key = hashlib.sha256(source + " ".join(flags).encode() + torch.__version__.encode() + cpu.encode())
@@ -117,6 +116,15 @@ class Q80Linear(torch.nn.Module):
         return _ops.q8_0_mm(flat, self.q, self.scale).view(*x.shape[:-1], self.out_features)
 
 
+def torch_threads_here(threads: int) -> int:
+    """Run torch's ops in the calling thread on `threads` threads (other threads keep theirs); the previous count."""
+    return _ops.torch_threads_here(threads)
+
+
+def is_packed(model) -> bool:
+    return isinstance(getattr(model, "lm_head", None), Q80Linear)
+
+
 def _decoder_linears(model) -> list[tuple[str, torch.nn.Linear]]:
     return [(name, module) for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in DECODER_LINEARS]
@@ -150,7 +158,8 @@ def pack_exact(model, build_root: Path, cache_file: Path):
         staging = cache_file.with_suffix(f".{os.getpid()}.tmp")
         save_file(packed, staging)
         os.replace(staging, cache_file)
-    load_kernels(build_root)
+    # The kernels' own thread pool follows torch's setting (all cores, or `threads` in the settings).
+    load_kernels(build_root).set_threads(torch.get_num_threads())
     for name, _ in _decoder_linears(model):
         parent, _, attribute = name.rpartition(".")
         packed_linear = Q41Linear(packed[f"{name}.nibbles"], packed[f"{name}.scale"], packed[f"{name}.low"])
