@@ -19,11 +19,6 @@
 #include <thread>
 #include <vector>
 
-// A tiny fork-join pool of its own, not OpenMP: generation runs in a worker thread, and once a second thread has
-// started an OpenMP team, libgomp stops spinning between regions (more threads than cores) and every one of the
-// ~200 matmuls of a decoded token pays a futex wake-up — slower than serial code (docs/BENCHMARKS.md). Here the
-// caller takes the first share itself and helpers spin between jobs for a few milliseconds (matmuls of one token
-// come tens of microseconds apart), then sleep on a condition variable, so an idle model costs no CPU.
 // torch's own ops (OpenMP, MKL) in the calling thread only on `threads` threads; returns the previous count.
 // at::set_num_threads would also change torch's default for every thread started later. Weak: a torch build
 // without these libraries simply keeps its threads.
@@ -39,6 +34,13 @@ static int64_t torch_threads_here(int64_t threads) {
   return before;
 }
 
+// A tiny fork-join pool of its own, not OpenMP: generation runs in a worker thread, and once a second thread has
+// started an OpenMP team, libgomp stops spinning between regions (more threads than cores) and every one of the
+// ~200 matmuls of a decoded token pays a futex wake-up — slower than serial code (docs/BENCHMARKS.md). Here the
+// caller takes the first share itself and helpers spin between jobs for a few milliseconds (matmuls of one token
+// come tens of microseconds apart), then sleep on a condition variable, so an idle model costs no CPU.
+// Two spinning pools on the same cores (torch's OpenMP team and this) slow each other ~10x, so the pool only
+// serves callers whose torch ops run on one thread (cpu_speed.DecodeThreads arranges that while decoding).
 class SpinPool {
  public:
   explicit SpinPool(int helpers) : helpers_(helpers) {
@@ -116,7 +118,7 @@ static void parallel_for(int64_t n, int64_t grain, const std::function<void(int6
     }
     current = pool_threads > 1 ? pool : nullptr;
   }
-  if (current == nullptr) fn(0, n); else current->run(n, grain, fn);
+  if (current == nullptr || at::get_num_threads() > 1) fn(0, n); else current->run(n, grain, fn);
 }
 
 // Threads the kernels use (the caller included); set once from Python with the model's thread setting.
@@ -184,9 +186,8 @@ static void q8_0_rows(const int8_t* Q, const float* D, int64_t nb, int64_t n0, i
   }
 }
 
-// Prefill (M >= BIG_M rows): dequantise to fp32 and use the BLAS sgemm — the fp32 model's own numerics. While torch
-// runs single-threaded (during generation, see cpu_speed.py) the pool splits the output columns and each share runs
-// its own sgemm; otherwise one sgemm is parallelised by torch's threads.
+// Prefill (M >= BIG_M rows): dequantise to fp32 and use the BLAS sgemm — the fp32 model's own numerics. With the
+// pool, each share dequantises and multiplies its own output columns; otherwise torch's threads run one sgemm.
 static const int64_t BIG_M = 8;
 template <typename DequantRows>
 static torch::Tensor prefill(const torch::Tensor& x, int64_t N, DequantRows dequant_rows) {
@@ -199,7 +200,7 @@ static torch::Tensor prefill(const torch::Tensor& x, int64_t N, DequantRows dequ
     auto columns = out.narrow(1, n0, n1 - n0);
     at::mm_out(columns, x, w.t());
   };
-  if (at::get_num_threads() == 1) parallel_for(N, 64, share); else share(0, N);
+  parallel_for(N, 64, share);
   return out;
 }
 
