@@ -79,15 +79,16 @@ def test_kernels_compute_the_fp32_product(rows: int, pool: int, torch_threads: i
     torch.testing.assert_close(got_q8, x @ q8.T, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.integration
 @needs_kernels
-def test_decoding_on_one_torch_thread_leaves_other_threads_alone(kernels) -> None:
+def test_decoding_on_one_torch_thread_leaves_other_threads_alone(local_generator: LocalGenerator) -> None:
     from assistant.models.cpu_speed import DecodeThreads
 
     default = torch.get_num_threads()
     seen: dict[str, int] = {}
 
     def generating_thread() -> None:
-        threads = DecodeThreads()
+        threads = DecodeThreads(local_generator.model)
         threads(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 4))  # after the prompt's forward pass
         seen["decoding"] = torch.get_num_threads()
         started_meanwhile = threading.Thread(target=lambda: seen.update(other=torch.get_num_threads()))

@@ -44,11 +44,12 @@ class DecodeThreads(LogitsProcessor):
     `generate` calls logits processors after every forward pass; the first is the prompt's (prefill), which keeps
     torch's threads for attention over the whole prompt. Only the generating thread changes; `restore` undoes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, model) -> None:
+        self.active = exact_quant.is_packed(model)  # any other model keeps torch's threads throughout
         self.before: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.before is None:
+        if self.active and self.before is None:
             self.before = exact_quant.torch_threads_here(1)
         return scores
 

@@ -20,7 +20,7 @@ from transformers import (
 from assistant import hf
 from assistant.config import Settings
 from assistant.errors import AssistantError, BackendError
-from assistant.models import cpu_speed, exact_quant
+from assistant.models import cpu_speed
 from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
 from assistant.models.local_weights import check_adapter, resolve_source, weights_folder
 
@@ -93,13 +93,13 @@ class LocalGenerator(BaseGenerator):
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
         result: dict[str, object] = {}
-        decode_threads = cpu_speed.DecodeThreads()
+        decode_threads = cpu_speed.DecodeThreads(self.model)
         kwargs = dict(
             **inputs,
             streamer=streamer,
             max_new_tokens=options.max_tokens,
             stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
-            logits_processor=LogitsProcessorList([decode_threads] if exact_quant.is_packed(self.model) else []),
+            logits_processor=LogitsProcessorList([decode_threads]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             **self._sampling(options),
         )

@@ -56,11 +56,10 @@ class SpinPool {
     const int64_t shares = std::min<int64_t>(helpers_ + 1, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
     if (shares == 1 || !busy.owns_lock()) { fn(0, n); return; }
-    fn_ = &fn; n_ = n; shares_ = shares;
+    fn_ = &fn; n_ = n; shares_ = shares; error_ = nullptr;
     pending_.store(helpers_, std::memory_order_seq_cst);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
     if (sleeping_.load(std::memory_order_seq_cst) > 0) { std::lock_guard<std::mutex> lock(sleep_); wake_.notify_all(); }
-    error_ = nullptr;
     std::exception_ptr mine;
     try { share(0); } catch (...) { mine = std::current_exception(); }
     while (pending_.load(std::memory_order_acquire) > 0) _mm_pause();  // fn and its captures live on our stack
