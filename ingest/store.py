@@ -63,28 +63,31 @@ class Collection:
     def ids(self) -> list[str]:
         return self._c.get(include=[])["ids"]
 
+    def _get(self, ids: Sequence[str], include: list[str]) -> Iterator[dict]:
+        for start in range(0, len(ids), IDS_PER_REQUEST):
+            yield self._c.get(ids=list(ids[start:start + IDS_PER_REQUEST]), include=include)
+
     def texts(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
         found, texts = [], []
-        for start in range(0, len(ids), IDS_PER_REQUEST):
-            page = self._c.get(ids=list(ids[start:start + IDS_PER_REQUEST]), include=["documents"])
+        for page in self._get(ids, ["documents"]):
             found += page["ids"]
             texts += page["documents"]
         return found, texts
 
     def records(self, ids: Sequence[str]) -> dict[str, tuple[str, dict, np.ndarray]]:
         """id → (text, metadata, vector)."""
-        if not ids:
-            return {}
-        page = self._c.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
-        return {id_: (text, meta or {}, np.asarray(vector, dtype=np.float32)) for id_, text, meta, vector in
+        return {id_: (text, meta or {}, np.asarray(vector, dtype=np.float32))
+                for page in self._get(ids, ["documents", "metadatas", "embeddings"])
+                for id_, text, meta, vector in
                 zip(page["ids"], page["documents"], page["metadatas"], page["embeddings"])}
 
     def ids_of(self, doc_id: str) -> set[str]:
         return set(self._c.get(where={"doc_id": doc_id}, include=[])["ids"])
 
     def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), IDS_PER_REQUEST):
+            self._c.delete(ids=list(ids[start:start + IDS_PER_REQUEST]))
         if ids:
-            self._c.delete(ids=list(ids))
             self._bump_generation()
 
     def delete_document(self, doc_id: str) -> int:

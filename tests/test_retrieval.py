@@ -115,6 +115,25 @@ def test_bm25_reads_long_id_lists_in_slices(retriever: Retriever, monkeypatch: p
     assert retriever.retrieve("E4471", k=1, mode="bm25")[0].source == "errors.md"
 
 
+def test_chunk_records_are_read_and_deleted_in_slices(retriever: Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As SQLite refuses more than 32,766 variables a statement, this store refuses more than 2 ids a request.
+    monkeypatch.setattr(store_module, "IDS_PER_REQUEST", 2)
+    chroma = retriever.collection._c
+
+    def at_most_two(method):
+        def call(*args, ids=None, **kwargs):
+            assert ids is None or len(ids) <= 2, f"{len(ids)} ids in one request"
+            return method(*args, ids=ids, **kwargs)
+        return call
+
+    monkeypatch.setattr(chroma, "get", at_most_two(chroma.get))
+    monkeypatch.setattr(chroma, "delete", at_most_two(chroma.delete))
+    ids = sorted(retriever.collection.ids())
+    assert len(ids) > 2 and set(retriever.collection.records(ids)) == set(ids)
+    retriever.collection.delete(ids[:3])
+    assert sorted(retriever.collection.ids()) == ids[3:]
+
+
 def test_unknown_mode_is_refused(retriever: Retriever) -> None:
     with pytest.raises(ConfigError, match="dense, bm25, hybrid"):
         retriever.retrieve("x", mode="sparse")  # type: ignore[arg-type]
