@@ -113,6 +113,30 @@ def test_a_stop_request_checkpoints_and_resume_refuses_other_data(settings: Sett
         train_lora(settings, registry, "asked", other, config, resume=True, progress=False)
 
 
+def test_a_run_interrupted_before_its_first_checkpoint_resumes_from_the_start(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.finetune import lora
+
+    data = write(tmp_path / "facts.jsonl", FACTS)
+    registry = Registry.from_settings(settings)
+    config = LoraTrainConfig.create(**FAST, epochs=1, val_fraction=0)
+
+    class InterruptedWhileLoading:
+        def __init__(self, *args: object) -> None:
+            raise KeyboardInterrupt  # Ctrl-C while the base model loads: no step, no checkpoint
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lora, "_Run", InterruptedWhileLoading)
+        with pytest.raises(KeyboardInterrupt):
+            train_lora(settings, registry, "early-ctrl-c", data, config, progress=False)
+    assert registry.get("early-ctrl-c").status == "running"
+    seen: list[int] = []
+    resumed = train_lora(settings, registry, "early-ctrl-c", data, LoraTrainConfig.create(epochs=9), resume=True,
+                         progress=False, on_step=lambda step, loss: seen.append(step))
+    assert seen == [1, 2] and resumed.status == "succeeded"  # from zero, with the configuration it started with
+    assert resumed.hyperparameters["epochs"] == 1
+
+
 def test_early_stopping_keeps_the_best_adapter_when_validation_loss_rises(settings: Settings, tmp_path: Path) -> None:
     data = write(tmp_path / "facts.jsonl", FACTS)
     # The same questions with contradicting answers: the better the model learns the training answers, the worse

@@ -55,9 +55,7 @@ def train_lora(settings: Settings, registry: Registry, name: str, data: Path, co
                progress: bool = True, on_step=None) -> ModelRecord:
     """Train, register and return the model record. `on_step(step, loss)` is a hook for callers (the app)."""
     train_set, val_set = _load_data(data, validation, config)
-    state = _start_record(registry, name, config, train_set, base_model, resume, settings)
-    if state is not None:
-        config = LoraTrainConfig(**state["config"])
+    state, config = _start_record(registry, name, config, train_set, base_model, resume)
     run = _Run(settings, registry, name, config, train_set, val_set, base_model or None, state, progress, on_step)
     return run.train()
 
@@ -71,18 +69,21 @@ def _load_data(data: Path, validation: Path | None, config: LoraTrainConfig) -> 
     return split(examples, config.val_fraction, config.seed)
 
 
-def _start_record(registry, name, config, train_set, base_model, resume, settings) -> dict | None:
+def _start_record(registry, name, config, train_set, base_model, resume) -> tuple[dict | None, LoraTrainConfig]:
+    """(checkpoint state or None, the configuration to train with), the record marked as running."""
     data_hash = dataset_hash(train_set)
     if resume:
         record = registry.get(name)
         state = checkpoint.load_state(registry.run_dir(name) / "checkpoint")
-        if record.provider != "local" or record.status not in RESUMABLE or state is None:
+        if record.provider != "local" or record.status not in RESUMABLE:
             raise AssistantError(f"{name!r} has no interrupted local run to resume (status {record.status}).")
-        if state["data_hash"] != data_hash:
+        if (state["data_hash"] if state else record.data_hash) != data_hash:
             raise AssistantError(f"{name!r} was trained on different data; resume with the same file, or train "
                                  "a new name.")
         registry.update(name, status="running", error=None)
-        return state
+        # A run stopped before its first checkpoint (while the model loaded, say) has nothing to continue from: it
+        # starts over, with the configuration it was started with.
+        return state, LoraTrainConfig(**(state["config"] if state else record.hyperparameters))
     if registry.exists(name):
         raise ConfigError(f"A model named {name!r} already exists ({registry.get(name).status}). Pick another "
                           f"--name, continue it with --resume, or delete it: assistant finetune remove {name}")
@@ -91,7 +92,7 @@ def _start_record(registry, name, config, train_set, base_model, resume, setting
     registry.save(ModelRecord(name, "local", resolve_source(base_model).name, "running",
                               hyperparameters=config.model_dump(), data_hash=data_hash, base_path=base_model,
                               training_hashes=[prompt_hash(e.prompt) for e in train_set]))
-    return None
+    return None, config
 
 
 def _tokenizer(settings: Settings, model: str | None):
