@@ -122,9 +122,19 @@ class Retriever:
                  sources: list[str] | None = None) -> list[Passage]:
         """The k best passages; `threshold` drops those whose cosine similarity to the query is lower, `sources`
         keeps only those documents."""
+        from chromadb.errors import NotFoundError
+
         if mode not in MODES:
             raise ConfigError(f"Unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}.")
         vector = self.embedder.embed([query])[0]
+        try:
+            return self._search(query, vector, k, mode, threshold, sources)
+        except NotFoundError:  # re-indexed since this retriever opened it: the name now holds a new collection
+            self.collection = self.collection.reopened()
+            return self._search(query, vector, k, mode, threshold, sources)
+
+    def _search(self, query: str, vector: np.ndarray, k: int, mode: Mode, threshold: float | None,
+                sources: list[str] | None) -> list[Passage]:
         pool = k * 4 if sources or threshold is not None else k  # room for what the filters drop
         rankings: list[list[tuple[str, float]]] = []
         if mode in ("dense", "hybrid"):

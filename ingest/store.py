@@ -55,6 +55,16 @@ class Collection:
     def count(self) -> int:
         return self._c.count()
 
+    def reopened(self) -> Collection:
+        """The collection under this name now: a reindex replaces a knowledge base with a new collection."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            return Collection(self._client.get_collection(self.name, embedding_function=None), self._client)
+        except NotFoundError:
+            raise StoreError(f"The knowledge base {self.name!r} was removed. Pick another, or create it with "
+                             f"`assistant ingest PATH --collection {self.name}`.") from None
+
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str], metadatas: Sequence[dict]) -> None:
         if ids:
             self._c.upsert(ids=list(ids), embeddings=vectors, documents=list(texts), metadatas=list(metadatas))

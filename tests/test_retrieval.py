@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import Settings, load_settings
-from assistant.errors import ConfigError
+from assistant.errors import ConfigError, StoreError
 from assistant.retrieval import Bm25Index, Retriever, _fuse
 from ingest import kb
 from ingest import store as store_module
@@ -132,6 +132,17 @@ def test_chunk_records_are_read_and_deleted_in_slices(retriever: Retriever, monk
     assert len(ids) > 2 and set(retriever.collection.records(ids)) == set(ids)
     retriever.collection.delete(ids[:3])
     assert sorted(retriever.collection.ids()) == ids[3:]
+
+
+def test_a_retriever_follows_its_knowledge_base_through_a_reindex(retriever: Retriever, settings: Settings) -> None:
+    before = retriever.collection.uid
+    kb.reindex(settings, settings.collection, HashingEmbedder())  # a new collection under the same name
+    for mode in ("dense", "bm25", "hybrid"):
+        assert retriever.retrieve("E4471", k=1, mode=mode)[0].source == "errors.md"
+    assert retriever.collection.uid != before
+    KnowledgeStore(settings).delete(settings.collection)
+    with pytest.raises(StoreError, match="was removed"):
+        retriever.retrieve("E4471", k=1, mode="dense")
 
 
 def test_unknown_mode_is_refused(retriever: Retriever) -> None:
