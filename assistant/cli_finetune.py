@@ -126,7 +126,8 @@ def train(
         if model is None:
             raise ConfigError("--provider openai needs --model, e.g. --model gpt-4o-mini-2024-07-18.")
         openai_jobs.start_job(settings, registry, name, model, data, validation, suffix=suffix, epochs=epochs,
-                              batch_size=batch_size, lr_multiplier=lr_multiplier, seed=seed)
+                              batch_size=batch_size, lr_multiplier=lr_multiplier, seed=seed,
+                              val_fraction=val_fraction)
         _follow_openai(settings, registry, name)
         return
     if provider != "local":

@@ -105,6 +105,19 @@ def test_a_job_that_succeeds_is_registered_and_the_key_never_shows(server, data,
         assert not path.is_file() or KEY.encode() not in path.read_bytes(), path
 
 
+def test_without_a_validation_file_a_share_of_the_data_is_held_out(server, tmp_path, capsys, monkeypatch) -> None:
+    pairs = [{"prompt": f"How do I fix error E{n}?", "completion": f"Replace part {n}."} for n in range(20)]
+    data = _jsonl(tmp_path / "twenty.jsonl", pairs)
+    code, _, err = cli(capsys, monkeypatch, *train_args(data, SUCCEEDS, "--val-fraction", "0.1"))
+    assert code == 0, err
+    job = next(iter(server.jobs.values()))
+    assert job.request["validation_file"] is not None
+    assert [len(f.splitlines()) for f in server.files.values()] == [18, 2]
+    assert len(registry().get("faq").training_hashes) == 18  # held-out questions are not training data
+    train, held = (set(f.splitlines()) for f in server.files.values())
+    assert not train & held
+
+
 def test_the_fine_tuned_model_answers_by_name(server, data, capsys, monkeypatch) -> None:
     start(data)
     assert openai_jobs.follow(load_settings(), registry(), "faq", echo=lambda line: None).model_id == TUNED

@@ -175,7 +175,8 @@ def validate(path: Path, count_tokens: Callable[[Example], int], tokenizer: str,
         warnings.append("No validation split: overfitting will go unnoticed; pass --validation FILE or more data.")
     if too_long:
         warnings.append(f"{len(too_long)} example(s) exceed {max_length} tokens and will be truncated.")
-    cost = openai_cost(openai_model, counts, epochs) if openai_model else None
+    tokens_of = {e.line: n for e, n in zip(examples, counts)}
+    cost = openai_cost(openai_model, [tokens_of[e.line] for e in train], epochs) if openai_model else None
     return ValidationReport(str(path), len(examples), errors, exact, near, too_long, TokenStats.of(counts),
                             max_length, tokenizer, len(train), len(held), warnings, cost)
 

@@ -17,7 +17,8 @@ from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.examples import Example
-from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, write_chat_jsonl
+from assistant.finetune.datasets import (dataset_hash, duplicates, load_examples, prompt_hash, split,
+                                         write_chat_jsonl)
 from assistant.finetune.registry import ModelRecord, Registry
 from assistant.models.openai_compat import api_error, client_from_settings, describe, message_of, where_of
 
@@ -30,15 +31,19 @@ FINAL = {"succeeded", "failed", "cancelled"}
 def start_job(settings: Settings, registry: Registry, name: str, model: str, data: Path,
               validation: Path | None = None, *, suffix: str | None = None, epochs: int | None = None,
               batch_size: int | None = None, lr_multiplier: float | None = None,
-              seed: int | None = None) -> ModelRecord:
-    """Upload the clean chat-format data, create the job and register it as NAME (status running)."""
+              seed: int | None = None, val_fraction: float = 0.0) -> ModelRecord:
+    """Upload the clean chat-format data, create the job and register it as NAME (status running). Without a
+    validation file, `val_fraction` of the data is held out as one (the same seeded split as local training)."""
     if registry.exists(name):
         old = registry.get(name)
         if old.status not in REUSABLE:
             raise AssistantError(f"A model named {name!r} already exists ({old.provider}, {old.status}). Choose "
                                  f"another --name, or remove it first with `assistant finetune remove {name}`.")
     train = _clean(data)
-    held = _clean(validation) if validation is not None else []
+    if validation is not None:
+        held = _clean(validation)
+    else:
+        train, held = split(train, val_fraction, seed or 0)
     hyperparameters = {key: value for key, value in (("n_epochs", epochs), ("batch_size", batch_size),
                                                      ("learning_rate_multiplier", lr_multiplier)) if value is not None}
     options = {key: value for key, value in (("suffix", suffix), ("seed", seed)) if value is not None}
