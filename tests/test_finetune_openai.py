@@ -100,6 +100,12 @@ def test_a_job_that_succeeds_is_registered_and_the_key_never_shows(server, data,
                      "step 30/30: training loss 0.42, validation loss 0.66"]
     assert lines.count("Fine-tuning job started") == 1 and f"New fine-tuned model created: {TUNED}" in lines
     assert lines.index("Fine-tuning job started") < lines.index(steps[0])
+    # The losses also go where the app charts them from, each step once, also after following the job again.
+    openai_jobs.follow(load_settings(), registry(), "faq", echo=lambda line: None)
+    history = (registry().run_dir("faq") / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in history] == [{"step": 10, "train_loss": 1.25, "val_loss": 1.31},
+                                                      {"step": 20, "train_loss": 0.81, "val_loss": 0.95},
+                                                      {"step": 30, "train_loss": 0.42, "val_loss": 0.66}]
     assert KEY not in out + err
     for path in isolated_environment.rglob("*"):
         assert not path.is_file() or KEY.encode() not in path.read_bytes(), path

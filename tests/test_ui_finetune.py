@@ -100,9 +100,12 @@ def test_an_openai_job_starts_in_the_background_and_stop_cancels_it(server: Fine
     assert job.argv[6:9] == ["openai", "--model", SUCCEEDS] and job.meta["name"] == "faq"
     registry = Registry.from_settings(load_settings())
     wait_for(lambda: registry.exists("faq"), what="the job to be created on the server")
+    # The job's first metrics event (its next poll, ~10 s) puts a training loss on the chart.
+    wait_for(lambda: (registry.run_dir("faq") / "history.jsonl").is_file(), what="the first reported loss")
     app.run()  # a reload: the page finds the run on disk
     stop = app.button(key=f"stop-{job.id}")
     assert any(m.value.startswith("**faq** · openai") and m.value.endswith("· running") for m in app.markdown)
+    assert app.get("vega_lite_chart"), "no loss chart for the OpenAI job"
     stop.click().run()
     assert not app.exception
     wait_for(lambda: not job.running, what="the follower to stop")

@@ -6,6 +6,7 @@ re-attach after Ctrl-C or a crash. Every API failure becomes a one-line BackendE
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,7 @@ def follow(settings: Settings, registry: Registry, name: str, echo: Callable[[st
         for event in events:
             echo(_describe_event(event))
             metrics.update(_metrics_of(event))
+        _append_history(registry.run_dir(name), events)
         status = _status(job.status)
         if status in FINAL:
             return _record_end(registry, name, job, metrics)
@@ -158,6 +160,25 @@ def _metrics_of(event: FineTuningJobEvent) -> dict:
         return {}
     keys = ("step", "train_loss", "valid_loss", "full_valid_loss")
     return {key: data[key] for key in keys if isinstance(data.get(key), (int, float))}
+
+
+def _append_history(run_dir: Path, events: list[FineTuningJobEvent]) -> None:
+    """The job's losses in history.jsonl, the file a local run writes and the app charts; each step once, also
+    when a re-attached `follow` sees the same events again."""
+    path = run_dir / "history.jsonl"
+    known = {json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()} \
+        if path.is_file() else set()
+    entries = []
+    for event in events:
+        metrics = _metrics_of(event)
+        if "step" in metrics and metrics["step"] not in known:
+            known.add(metrics["step"])
+            entries.append({"step": metrics["step"]} | {ours: metrics[theirs] for theirs, ours in
+                           (("train_loss", "train_loss"), ("valid_loss", "val_loss")) if theirs in metrics})
+    if entries:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as out:
+            out.writelines(json.dumps(entry) + "\n" for entry in sorted(entries, key=lambda e: e["step"]))
 
 
 def _status(job_status: str) -> str:

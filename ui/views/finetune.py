@@ -115,7 +115,7 @@ def show_run(job: jobs.Job, latest: bool) -> None:
             argv = job.argv if "--resume" in job.argv else [*job.argv, "--resume"]
             st.button("Resume", key=f"resume-{job.id}", on_click=jobs.start,
                       args=(settings, "finetune", argv, job.label.removesuffix(" (resumed)") + " (resumed)", job.meta))
-        frame = loss_frame(name) if latest and provider == "local" else None  # runs of one model share it
+        frame = loss_frame(name) if latest else None  # runs of one model share it
         if frame is not None:
             st.line_chart(frame, x="step", y="loss", color="series", height=240)
         with st.expander("Log", expanded=job.status == "failed"):
