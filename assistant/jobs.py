@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.errors import AssistantError
-from assistant.filenames import safe_name
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -199,42 +198,6 @@ def cli_flags(options: dict) -> list[str]:
         elif value is not None and value is not False:
             flags += [flag, str(value)]
     return flags
-
-
-# -- input files the jobs read ----------------------------------------------------------------------------------
-DATA_SUFFIXES = (".jsonl", ".csv")
-
-
-def data_dir(settings: Settings) -> Path:
-    return settings.home / "datasets"
-
-
-def data_files(settings: Settings) -> list[Path]:
-    folder = data_dir(settings).resolve()
-    return sorted(p for p in folder.iterdir() if p.suffix in DATA_SUFFIXES) if folder.is_dir() else []
-
-
-def save_upload(settings: Settings, filename: str, data: bytes) -> Path:
-    """Save an uploaded example or eval file under `<home>/datasets/` (an existing one of that name is replaced)."""
-    plain = Path(safe_name(filename, "upload.jsonl", max_bytes=100))
-    name = plain.stem + plain.suffix.lower()
-    if plain.suffix.lower() not in DATA_SUFFIXES:
-        raise AssistantError(f"{filename!r}: upload a .jsonl or .csv file.")
-    if len(data) > settings.max_file_mb * 1024 * 1024:
-        raise AssistantError(f"{filename!r} is larger than {settings.max_file_mb:g} MB (ASSISTANT_MAX_FILE_MB).")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AssistantError(f"{filename!r} is not UTF-8 text; examples are JSONL or CSV files.") from None
-    folder = data_dir(settings).resolve()
-    target = (folder / name).resolve()
-    if target.parent != folder:  # safe_name makes this impossible; checked anyway, it is what matters
-        raise AssistantError(f"Refusing to write {filename!r} outside {folder}.")
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    temp.write_bytes(data)
-    os.replace(temp, target)
-    return target
 
 
 # -- internals --------------------------------------------------------------------------------------------------

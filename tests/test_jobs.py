@@ -137,24 +137,3 @@ def test_a_fine_tune_is_stopped_through_its_stop_file_first(slow_server, monkeyp
 def test_cli_flags() -> None:
     assert jobs.cli_flags({"lora_r": 8, "lr": 0.001, "resume": True, "fresh": False, "model": None}) == [
         "--lora-r", "8", "--lr", "0.001", "--resume"]
-
-
-@pytest.mark.parametrize("hostile", ["../../x.jsonl", "/etc/x.jsonl", "a\0b.jsonl", "y" * 300 + ".jsonl",
-                                     "..\\..\\x.jsonl", ".hidden.jsonl", "Data.JSONL"])
-def test_uploads_stay_inside_the_data_folder(hostile: str, isolated_environment: Path) -> None:
-    path = jobs.save_upload(load_settings(), hostile, b'{"prompt": "p", "completion": "c"}\n')
-    assert path.parent == (isolated_environment / "datasets").resolve()
-    assert path.suffix == ".jsonl" and len(path.name) <= 100 and not path.name.startswith(".")
-    assert jobs.data_files(load_settings()) == [path]
-
-
-def test_bad_uploads_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load_settings()
-    with pytest.raises(AssistantError, match="jsonl or .csv"):
-        jobs.save_upload(settings, "model.bin", b"x")
-    with pytest.raises(AssistantError, match="not UTF-8"):
-        jobs.save_upload(settings, "data.jsonl", b"\xff\xfe\x00")
-    monkeypatch.setenv("ASSISTANT_MAX_FILE_MB", "0.001")
-    with pytest.raises(AssistantError, match="larger than"):
-        jobs.save_upload(load_settings(), "data.csv", b"x" * 2000)
-    assert jobs.data_files(load_settings()) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from assistant import jobs
+from assistant import datasets_folder, jobs
 from assistant.errors import AssistantError
 from assistant.filenames import safe_name
 from assistant.evaluation.report import table
@@ -35,7 +35,7 @@ def finished_comparisons() -> list[Path]:
 
 
 def pick_file(label: str, key: str, samples: list[Path]) -> Path | None:
-    files = [p for p in samples if p.is_file()] + jobs.data_files(settings)
+    files = [p for p in samples if p.is_file()] + datasets_folder.data_files(settings)
     choices = list(dict.fromkeys(str(p) for p in files))
     if st.session_state.get(key) not in choices:
         st.session_state.pop(key, None)
@@ -135,7 +135,7 @@ with st.expander("New comparison", expanded=not results):
                               type=["jsonl", "csv"], key="cmp_upload")
     if upload is not None and st.session_state.get("cmp_saved") != upload.file_id:
         try:
-            st.session_state["cmp_eval"] = str(jobs.save_upload(settings, upload.name, upload.getvalue()))
+            st.session_state["cmp_eval"] = str(datasets_folder.save_upload(settings, upload.name, upload.getvalue()))
             st.session_state["cmp_saved"] = upload.file_id
         except AssistantError as exc:
             st.error(str(exc))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from assistant import jobs
+from assistant import datasets_folder, jobs
 from assistant.errors import AssistantError
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.registry import Registry, check_name
@@ -144,11 +144,11 @@ upload = st.file_uploader("Upload examples (JSONL or CSV: prompt/completion, pro
                           type=["jsonl", "csv"], key="ft_upload")
 if upload is not None and st.session_state.get("ft_saved") != upload.file_id:
     try:
-        st.session_state["ft_data"] = str(jobs.save_upload(settings, upload.name, upload.getvalue()))
+        st.session_state["ft_data"] = str(datasets_folder.save_upload(settings, upload.name, upload.getvalue()))
         st.session_state["ft_saved"] = upload.file_id
     except AssistantError as exc:
         st.error(str(exc))
-choices = [str(p) for p in ([SAMPLE] if SAMPLE.is_file() else []) + jobs.data_files(settings)]
+choices = [str(p) for p in ([SAMPLE] if SAMPLE.is_file() else []) + datasets_folder.data_files(settings)]
 if not choices:
     st.info("Upload a file of examples to start.")
     st.stop()
