@@ -163,10 +163,16 @@ def test_cancel_after_the_job_ended_unattended_records_how_it_ended(server, data
 
 
 def test_ctrl_c_detaches_and_status_reattaches(server, data, capsys, monkeypatch) -> None:
-    # A real process and a real SIGINT: what a user's Ctrl-C does while `train` follows the job.
-    process = subprocess.Popen([ASSISTANT, *train_args(data, SUCCEEDS, "--suffix", "faq")], text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # A real process and a real SIGINT: what a user's Ctrl-C does while `train` follows the job. A child inherits an
+    # ignored SIGINT (tests started in the background by a non-interactive shell have one), and Python then never
+    # raises KeyboardInterrupt; a handler here instead is reset to the default by exec, as in a terminal.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([ASSISTANT, *train_args(data, SUCCEEDS, "--suffix", "faq")], text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     watchdog = threading.Timer(120, process.kill)
     watchdog.start()
     try:
