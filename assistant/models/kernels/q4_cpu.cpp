@@ -17,7 +17,6 @@
 #include <functional>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 // torch's own ops (OpenMP, MKL) in the calling thread only on `threads` threads; returns the previous count.
 // at::set_num_threads would also change torch's default for every thread started later. Weak: a torch build
