@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -162,7 +162,9 @@ def ui(
         *ctx.args,
     ]
     print(f"Serving on http://{host}:{port}", flush=True)
-    raise typer.Exit(subprocess.call(command))
+    # Replaced by Streamlit rather than waiting on it: a stop signal (SIGTERM from a service manager, a test, `kill`)
+    # then reaches the server itself instead of leaving it orphaned and holding the port.
+    os.execv(sys.executable, command)
 
 
 def main() -> None:

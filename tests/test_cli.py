@@ -137,5 +137,7 @@ def test_ui_serves_the_app_on_the_requested_port() -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert b"<title>Streamlit</title>" in response.read()
     finally:
-        server.terminate()
+        server.terminate()  # what a service manager sends: it must stop the server, not orphan it
         server.wait(timeout=30)
+    with pytest.raises(OSError):  # nothing serves the port any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
