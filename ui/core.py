@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import streamlit as st
 
+from assistant import jobs
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError
 from assistant.models import Generator
@@ -60,3 +61,18 @@ def generator_or_stop(settings: Settings, strategy: str = "plain") -> Generator:
 
 def strategy_or_stop(name: str, settings: Settings, generator: Generator) -> Strategy:
     return _or_stop(_strategy, name, settings, generator, settings.model_dump_json())
+
+
+def recent_jobs(settings: Settings, kind: str, limit: int) -> tuple[list[jobs.Job], set[str]]:
+    """The newest jobs of a kind, and the ids of those that ended since this session's previous look."""
+    current = jobs.list_jobs(settings, kind)[:limit]
+    running = {job.id for job in current if job.running}
+    key = f"running-{kind}"
+    ended = st.session_state.get(key, set()) - running
+    st.session_state[key] = running
+    return current, ended
+
+
+def job_log(job: jobs.Job) -> None:
+    with st.expander("Log", expanded=job.status == "failed"):
+        st.code(job.log_tail(30) or "(nothing yet)", language=None)

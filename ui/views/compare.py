@@ -17,7 +17,7 @@ from assistant.evaluation.report import table
 from assistant.evaluation.scoring import Summary
 from assistant.safety import sanitise_markdown
 from assistant.strategies import StrategySpec, available_strategies
-from ui.core import settings_or_stop
+from ui.core import job_log, recent_jobs, settings_or_stop
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 SAMPLE_EVAL, SAMPLE_EXAMPLES = KNOWLEDGE / "eval.jsonl", KNOWLEDGE / "examples.jsonl"
@@ -56,16 +56,12 @@ def show_run(job: jobs.Job) -> None:
                 st.caption("Loading the models…")
             st.button("Stop", key=f"stop-{job.id}", on_click=jobs.stop, args=(settings, job),
                       disabled=job.stop_requested, help="Answers so far are kept; run it again to go on.")
-        with st.expander("Log", expanded=job.status == "failed"):
-            st.code(job.log_tail(30) or "(nothing yet)", language=None)
+        job_log(job)
 
 
 def runs_panel() -> None:
     """Reruns on its own every two seconds while a comparison runs (st.fragment)."""
-    current = jobs.list_jobs(settings, "compare")[:3]
-    running = {job.id for job in current if job.running}
-    ended = st.session_state.get("cmp_running", set()) - running
-    st.session_state["cmp_running"] = running
+    current, ended = recent_jobs(settings, "compare", 3)
     if ended:
         done = [job for job in current if job.id in ended and (Path(job.meta["out"]) / "summary.json").is_file()]
         if done:

@@ -14,7 +14,7 @@ from assistant.errors import AssistantError
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.registry import Registry, check_name
 from assistant.safety import sanitise_markdown
-from ui.core import settings_or_stop
+from ui.core import job_log, recent_jobs, settings_or_stop
 
 SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "examples.jsonl"
 OPENAI_BASE = "gpt-4o-mini-2024-07-18"
@@ -118,16 +118,12 @@ def show_run(job: jobs.Job, latest: bool) -> None:
         frame = loss_frame(name) if latest else None  # runs of one model share it
         if frame is not None:
             st.line_chart(frame, x="step", y="loss", color="series", height=240)
-        with st.expander("Log", expanded=job.status == "failed"):
-            st.code(job.log_tail(30) or "(nothing yet)", language=None)
+        job_log(job)
 
 
 def runs_panel() -> None:
     """Rerun on its own every two seconds while a run is going (st.fragment), so the loss curve moves."""
-    current = jobs.list_jobs(settings, "finetune")[:5]
-    running = {job.id for job in current if job.running}
-    ended = st.session_state.get("ft_running", set()) - running
-    st.session_state["ft_running"] = running
+    current, ended = recent_jobs(settings, "finetune", 5)
     if ended:
         st.rerun()  # a run ended: the registry below changed too
     if not current:
