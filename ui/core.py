@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import streamlit as st
 
-from assistant import jobs
+from assistant import datasets_folder, jobs
 from assistant.config import Settings, load_settings
 from assistant.errors import AssistantError
 from assistant.models import Generator
@@ -76,3 +76,15 @@ def recent_jobs(settings: Settings, kind: str, limit: int) -> tuple[list[jobs.Jo
 def job_log(job: jobs.Job) -> None:
     with st.expander("Log", expanded=job.status == "failed"):
         st.code(job.log_tail(30) or "(nothing yet)", language=None)
+
+
+def keep_upload(settings: Settings, upload, key: str) -> None:
+    """Save a newly uploaded example or eval file once (reruns hand the same upload over again) and select it in
+    the picker whose state key is `key`; a refused file is an error on the page."""
+    if upload is None or st.session_state.get(f"{key}-saved") == upload.file_id:
+        return
+    try:
+        st.session_state[key] = str(datasets_folder.save_upload(settings, upload.name, upload.getvalue()))
+        st.session_state[f"{key}-saved"] = upload.file_id
+    except AssistantError as exc:
+        st.error(str(exc))

@@ -11,13 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from assistant import datasets_folder, jobs
-from assistant.errors import AssistantError
 from assistant.filenames import safe_name
 from assistant.evaluation.report import table
 from assistant.evaluation.scoring import Summary
 from assistant.safety import sanitise_markdown
 from assistant.strategies import StrategySpec, available_strategies
-from ui.core import job_log, recent_jobs, settings_or_stop
+from ui.core import job_log, keep_upload, recent_jobs, settings_or_stop
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 SAMPLE_EVAL, SAMPLE_EXAMPLES = KNOWLEDGE / "eval.jsonl", KNOWLEDGE / "examples.jsonl"
@@ -129,12 +128,7 @@ results = finished_comparisons()
 with st.expander("New comparison", expanded=not results):
     upload = st.file_uploader("Upload an eval set (JSONL or CSV; `sources` enable retrieval metrics)",
                               type=["jsonl", "csv"], key="cmp_upload")
-    if upload is not None and st.session_state.get("cmp_saved") != upload.file_id:
-        try:
-            st.session_state["cmp_eval"] = str(datasets_folder.save_upload(settings, upload.name, upload.getvalue()))
-            st.session_state["cmp_saved"] = upload.file_id
-        except AssistantError as exc:
-            st.error(str(exc))
+    keep_upload(settings, upload, "cmp_eval")
     eval_path = pick_file("Eval set", "cmp_eval", [SAMPLE_EVAL])
     offered = available_strategies(settings)
     names = st.multiselect("Strategies", offered, default=[n for n in ("plain", "rag") if n in offered],

@@ -14,7 +14,7 @@ from assistant.errors import AssistantError
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.registry import Registry, check_name
 from assistant.safety import sanitise_markdown
-from ui.core import job_log, recent_jobs, settings_or_stop
+from ui.core import job_log, keep_upload, recent_jobs, settings_or_stop
 
 SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "examples.jsonl"
 OPENAI_BASE = "gpt-4o-mini-2024-07-18"
@@ -138,12 +138,7 @@ def runs_panel() -> None:
 st.subheader("Training data")
 upload = st.file_uploader("Upload examples (JSONL or CSV: prompt/completion, prompt/response or chat messages)",
                           type=["jsonl", "csv"], key="ft_upload")
-if upload is not None and st.session_state.get("ft_saved") != upload.file_id:
-    try:
-        st.session_state["ft_data"] = str(datasets_folder.save_upload(settings, upload.name, upload.getvalue()))
-        st.session_state["ft_saved"] = upload.file_id
-    except AssistantError as exc:
-        st.error(str(exc))
+keep_upload(settings, upload, "ft_data")
 choices = [str(p) for p in ([SAMPLE] if SAMPLE.is_file() else []) + datasets_folder.data_files(settings)]
 if not choices:
     st.info("Upload a file of examples to start.")
