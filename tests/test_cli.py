@@ -58,6 +58,23 @@ def test_bad_setting_is_one_line() -> None:
     assert_one_line_error(run("ask", "hi", env={"ASSISTANT_TEMPERATURE": "hot"}), "ASSISTANT_TEMPERATURE")
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["serve-me"], "No such command 'serve-me'"),
+    (["compare", "knowledge/eval.jsonl", "--bogus"], "No such option: --bogus"),
+    (["kb", "bogus"], "No such command 'bogus'"),
+    (["ask"], "Missing argument"),
+    (["ask", "hi", "-k", "0"], "Invalid value for '-k'"),
+    (["ask", "hi", "--max-tokens", "many"], "Invalid value for '--max-tokens'"),
+])
+def test_a_usage_mistake_is_clicks_short_message_and_exit_code_2(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("Usage: assistant") and "--help' for help." in lines[1], result.stderr
+    assert len(lines) == 3 and lines[2].startswith("Error: ") and message in lines[2], result.stderr
+
+
 def test_unreachable_base_url_is_one_line() -> None:
     env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{_closed_port()}/v1", "ASSISTANT_OPENAI_MAX_RETRIES": "0"}
     assert_one_line_error(run("ask", "hi", "--backend", "openai", env=env), "Could not connect")
