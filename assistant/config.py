@@ -55,8 +55,17 @@ class Settings(BaseSettings):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass, used when temperature > 0.")
     seed: int = Field(0, ge=0, description="Seed for sampling, so a temperature > 0 run can be repeated.")
     threads: int | None = Field(None, ge=1, le=256, description="local: CPU threads (default: all cores).")
-    local_precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="local: weight/compute format. auto picks the fastest one that keeps greedy output."
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="local models, embedder and training: auto (CUDA, then Apple MPS, then CPU), cpu, cuda[:N], mps.",
+    )
+    local_cpu: Literal["auto", "avx2"] = Field(
+        "auto", description="GGUF models: llama.cpp built for this CPU (auto), or its AVX2-only build (avx2, made at "
+        "install on CPUs with AVX-512: the path CPUs without AVX-512 run).",
+    )
+    local_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Hugging Face models in transformers: auto = fp32 on a CPU (keeps greedy output), bf16 "
+        "(or fp16) on a GPU. GGUF models keep their own quantisation.",
     )
     chroma_url: str | None = Field(
         None, description="A Chroma server (http://host:port) instead of the embedded store under the data home."

@@ -22,6 +22,8 @@ def run_checks(settings: Settings) -> Iterator[Check]:
     yield _check("data home", lambda: _writable(settings))
     for model in bundled.BUNDLED:
         yield _check(f"bundled {model.name}", lambda model=model: str(model.path()))
+    yield _check("device", lambda: _device(settings))
+    yield _check("llama.cpp (GGUF runtime)", lambda: _llama_cpp(settings))
     yield _check(f"backend {settings.backend}", lambda: _try_backend(settings))
     yield _check(f"knowledge base {settings.collection}", lambda: _knowledge_base(settings))
 
@@ -60,5 +62,22 @@ def _try_backend(settings: Settings) -> str:
     if settings.backend == "openai":
         return generator.check()  # type: ignore[attr-defined]
     reply = generator.generate([{"role": "user", "content": "Say OK."}], max_tokens=2)
-    return (f"{generator.model_id} loaded in {generator.load_seconds:.1f} s ({generator.weight_format}) and "
+    return (f"{generator.model_id} loaded in {generator.load_seconds:.1f} s ({generator.runtime}) and "
             f"generated {reply.usage.completion_tokens} token(s)")
+
+
+def _device(settings: Settings) -> str:
+    from assistant.device import resolve_device
+
+    device = resolve_device(settings.device)
+    return f"{device.name} ({device.why}): local models, the embedder and LoRA training run there"
+
+
+def _llama_cpp(settings: Settings) -> str:
+    from assistant.models.llama_lib import load_llama_cpp
+
+    llama_cpp = load_llama_cpp(settings.local_cpu)  # ModelUnavailable says why not, and how to build it
+    from assistant.models.llamacpp import cpu_features
+
+    gpu = "GPU offload available" if llama_cpp.llama_supports_gpu_offload() else "CPU only (built without GPU support)"
+    return f"llama-cpp-python {llama_cpp.__version__}, {settings.local_cpu} build, {cpu_features(llama_cpp)}, {gpu}"

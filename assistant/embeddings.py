@@ -27,18 +27,20 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, folder: Path, name: str, batch_size: int = 32, precision: str = "auto") -> None:
+    def __init__(self, folder: Path, name: str, batch_size: int = 32, precision: str = "auto",
+                 device: str = "cpu") -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
         hf.quiet()
         try:
-            self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+            self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"Could not load the embedder at {folder}: {exc}") from None
         # bf16 embeds ~2× faster where the CPU has bf16 instructions; vectors keep cosine ≥ 0.998 with fp32 and the
         # same nearest neighbours (docs/BENCHMARKS.md). Elsewhere bf16 is emulated and slower, so auto keeps fp32.
-        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and has_native_bf16()) else "fp32"
+        native_bf16 = device == "cpu" and has_native_bf16()
+        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and native_bf16) else "fp32"
         if self.precision == "bf16":
             self.model = self.model.to(torch.bfloat16)
         self.name = name
@@ -48,16 +50,19 @@ class SentenceTransformerEmbedder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
+        from assistant.device import resolve_device
+
+        device = resolve_device(settings.device).name
         if settings.embedder is None:
             return cls(bundled.EMBEDDER.path(), bundled.EMBEDDER.name, settings.embed_batch_size,
-                       settings.embed_precision)
+                       settings.embed_precision, device)
         folder = Path(settings.embedder).expanduser()
         if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
             raise ModelUnavailable(
                 f"ASSISTANT_EMBEDDER={settings.embedder} is not a sentence-transformers model folder; "
                 "embedders are never downloaded. Leave it unset for the bundled all-MiniLM-L6-v2."
             )
-        return cls(folder, folder.name, settings.embed_batch_size, settings.embed_precision)
+        return cls(folder, folder.name, settings.embed_batch_size, settings.embed_precision, device)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

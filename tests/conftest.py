@@ -46,15 +46,33 @@ def no_stray_jobs(isolated_environment: Path):
 
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data home shared by the session, so the bundled GGUF is dequantised only once."""
+    """A data home shared by the session, so the bundled GGUF is dequantised (for training) and adapters are
+    converted for llama.cpp only once."""
     return tmp_path_factory.mktemp("model-home")
 
 
 @pytest.fixture(scope="session")
 def local_generator(model_home: Path):
-    from assistant.models.local import LocalGenerator
+    """The bundled GGUF in llama.cpp: what the local backend serves by default."""
+    from assistant.models.local import load_local
 
-    return LocalGenerator.from_settings(Settings(home=model_home, max_tokens=24))
+    return load_local(Settings(home=model_home, max_tokens=24))
+
+
+@pytest.fixture(scope="session")
+def hf_model_folder(model_home: Path) -> Path:
+    """The bundled model as a Hugging Face folder (its dequantised safetensors): what training loads."""
+    from assistant.models.local_weights import resolve_source, weights_folder
+
+    return weights_folder(resolve_source(None), Settings(home=model_home).model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def transformers_generator(model_home: Path, hf_model_folder: Path):
+    """The same model from a Hugging Face folder, in transformers: the local backend's other runtime."""
+    from assistant.models.local import load_local
+
+    return load_local(Settings(home=model_home, max_tokens=24), model=str(hf_model_folder))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The same contract over every backend: fake, local (the real bundled model), openai (a loopback server)."""
+"""The same contract over every backend: fake, local (the real bundled model in llama.cpp, and as a Hugging Face
+folder in transformers), openai (a loopback server)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from assistant.models import Generator, Message
 BACKENDS = [
     "fake_generator",
     pytest.param("local_generator", marks=pytest.mark.integration),
+    pytest.param("transformers_generator", marks=pytest.mark.integration),
     "openai_generator",
 ]
 QUESTION = [Message("system", "You are helpful."), Message("user", "Explain what a network router does.")]
@@ -25,6 +27,7 @@ def test_generate_reports_text_usage_and_latency(generator: Generator) -> None:
     assert reply.text.strip()
     assert reply.usage.prompt_tokens > 0
     assert 1 <= reply.usage.completion_tokens <= 12
+    assert reply.text == generator.generate(QUESTION, max_tokens=12).text  # greedy: the same every time
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
     assert reply.latency_s > 0
     assert 0 < reply.time_to_first_token_s <= reply.latency_s
@@ -67,3 +70,13 @@ def test_bad_requests_fail_clearly(generator: Generator) -> None:
         generator.generate(QUESTION, max_tokens=0)
     with pytest.raises(AssistantError, match="role"):
         generator.generate([{"role": "robot", "content": "hi"}])
+
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["local_generator", "transformers_generator"])  # the doubles do not sample
+def test_a_seed_makes_sampling_repeatable(backend: str, request: pytest.FixtureRequest) -> None:
+    generator = request.getfixturevalue(backend)
+    first, again, other = (generator.generate(QUESTION, max_tokens=12, temperature=1.0, seed=seed).text
+                           for seed in (7, 7, 8))
+    assert first == again and first != other

@@ -1,22 +1,26 @@
-"""The local backend on the real bundled SmolLM2, offline."""
+"""The local backend on the real bundled SmolLM2, offline: llama.cpp for GGUF files, transformers for folders."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from assistant.config import Settings
-from assistant.errors import AssistantError, ModelUnavailable
-from assistant.models import local_weights
-from assistant.models.local import LocalGenerator
+from assistant.errors import AssistantError, ConfigError, ModelUnavailable
+from assistant.models import llama_build, llama_lib, local_weights
+from assistant.models.local import load_local
 from assistant.prompts import plain_chat
 
 pytestmark = pytest.mark.integration
+ASSISTANT = str(Path(sys.executable).with_name("assistant"))
 
 
-def test_answers_a_factual_question_offline(local_generator: LocalGenerator) -> None:
+def test_answers_a_factual_question_offline(local_generator) -> None:
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     reply = local_generator.generate(plain_chat("What is the capital of France?"))
     assert "Paris" in reply.text
@@ -24,66 +28,129 @@ def test_answers_a_factual_question_offline(local_generator: LocalGenerator) -> 
     assert reply.usage.completion_tokens < 24
 
 
-def test_greedy_output_is_reproducible(local_generator: LocalGenerator) -> None:
-    question = plain_chat("Name three uses of a hash function.")
-    first, second = (local_generator.generate(question).text for _ in range(2))
-    assert first == second
+def test_a_gguf_runs_quantised_in_llama_cpp_without_being_dequantised(
+        local_generator, model_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert local_generator.runtime.startswith("llama.cpp (CPU, ")
 
+    def no_dequantisation(*args: object) -> None:
+        raise AssertionError("serving a GGUF in llama.cpp must not dequantise it")
 
-def test_sampling_is_reproducible_with_a_seed(local_generator: LocalGenerator) -> None:
-    question = plain_chat("Write a short poem about routers.")
-    texts = {seed: [local_generator.generate(question, temperature=1.0, seed=seed).text for _ in range(2)]
-             for seed in (1, 2)}
-    assert texts[1][0] == texts[1][1] and texts[2][0] == texts[2][1]
-    assert texts[1][0] != texts[2][0]
-
-
-def test_reload_uses_the_safetensors_cache(local_generator: LocalGenerator, model_home: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = list((model_home / "models").glob("SmolLM2-135M-Instruct*/model.safetensors"))
-    assert len(cached) == 1
-
-    def no_second_dequantisation(*args: object) -> None:
-        raise AssertionError("the GGUF was dequantised again instead of using the cache")
-
-    monkeypatch.setattr(local_weights, "_dequantise_into", no_second_dequantisation)
-    reloaded = LocalGenerator.from_settings(Settings(home=model_home, max_tokens=24))
+    monkeypatch.setattr(local_weights, "_dequantise_into", no_dequantisation)
+    fresh = load_local(Settings(home=model_home / "elsewhere", max_tokens=24))
     question = plain_chat("What does DNS stand for?")
-    assert reloaded.generate(question).text == local_generator.generate(question).text
+    assert fresh.generate(question).text == local_generator.generate(question).text
 
 
-def test_an_untrained_lora_adapter_loads_and_leaves_output_unchanged(
-    local_generator: LocalGenerator, model_home: Path, tmp_path: Path
-) -> None:
+def test_prompts_are_the_tokens_training_sees(local_generator, hf_model_folder: Path) -> None:
+    """Served as trained: llama.cpp's rendering of the GGUF's chat template gives exactly the token ids that
+    transformers' tokenizer (what LoRA training uses) gives for the same conversation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_model_folder)
+    from assistant.models.base import Message
+
+    for messages in (plain_chat("Héllo — what's a VLAN?"),
+                     [Message("user", "first"), Message("assistant", "an answer\nover lines"), Message("user", "2nd")]):
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        expected = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"]
+        assert local_generator._encode(messages) == list(expected)
+
+
+def test_a_hugging_face_folder_runs_in_transformers(transformers_generator) -> None:
+    assert transformers_generator.runtime.startswith("transformers (cpu, float32")
+    reply = transformers_generator.generate(plain_chat("What is the capital of France?"))
+    assert "Paris" in reply.text and reply.finish_reason == "stop"
+
+
+def test_a_k_quant_gguf_the_user_brings_loads_and_answers(model_home: Path, tmp_path: Path) -> None:
+    """Made here with llama.cpp's own quantiser: the bundled weights re-quantised to Q4_K_M (no downloads)."""
+    import ctypes
+
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    from assistant import bundled
+
+    llama_cpp = llama_lib.load_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize, params.nthread = 15, True, 2  # 15 = LLAMA_FTYPE_MOSTLY_Q4_K_M
+    user_model = tmp_path / "my-model.Q4_K_M.gguf"
+    assert llama_cpp.llama_model_quantize(str(bundled.GENERATOR.path()).encode(), str(user_model).encode(),
+                                          ctypes.byref(params)) == 0
+    kinds = {t.tensor_type for t in GGUFReader(str(user_model)).tensors}
+    assert {GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q6_K} & kinds, kinds
+
+    generator = load_local(Settings(home=model_home, max_tokens=24), model=str(user_model))
+    assert generator.model_id == "my-model.Q4_K_M" and generator.runtime.startswith("llama.cpp")
+    assert "Paris" in generator.generate(plain_chat("What is the capital of France?")).text
+
+
+def test_an_untrained_lora_adapter_is_applied_at_run_time_and_changes_nothing(
+        local_generator, model_home: Path, hf_model_folder: Path, tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base_folder = next((model_home / "models").glob("SmolLM2-135M-Instruct*/config.json")).parent
-    base = AutoModelForCausalLM.from_pretrained(base_folder)
+    base = AutoModelForCausalLM.from_pretrained(hf_model_folder)
     # peft initialises LoRA's B matrices to zero, so a fresh adapter is an exact no-op: any change is a bug.
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     adapter = tmp_path / "my-adapter"
-    peft_model.save_pretrained(adapter)
-    assert (adapter / "adapter_model.safetensors").is_file()
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
 
-    tuned = LocalGenerator.from_settings(Settings(home=model_home, max_tokens=24), adapter=adapter)
-    assert tuned.model_id.endswith("+my-adapter")
+    tuned = load_local(Settings(home=model_home, max_tokens=24), adapter=adapter)
+    assert tuned.model_id.endswith("+my-adapter") and "LoRA at run time" in tuned.runtime
+    assert list((model_home / "models" / "lora").glob("*.gguf"))  # converted once, cached by the adapter's files
     question = plain_chat("What is a subnet mask?")
     assert tuned.generate(question).text == local_generator.generate(question).text
+
+
+def test_without_llama_cpp_a_gguf_falls_back_to_transformers_and_says_why(
+        model_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llama_lib, "unavailable_reason", lambda cpu="auto": "llama.cpp is not available (test)")
+    generator = load_local(Settings(home=model_home, max_tokens=8))
+    assert generator.runtime.startswith("transformers (cpu, float32; llama.cpp unavailable: llama.cpp is not avail")
+    assert generator.generate(plain_chat("Say hello.")).text.strip()
+
+
+def test_the_avx2_build_can_be_forced_and_answers() -> None:
+    """Most laptops have AVX2 and no AVX-512. On a CPU with AVX-512 that path is the AVX2-only build made at
+    install, forced with local_cpu=avx2; on a CPU without AVX-512 it is the native build."""
+    forced = llama_build.wants_avx2_variant()
+    env = {**os.environ, "ASSISTANT_LOCAL_CPU": "avx2" if forced else "auto"}
+    result = subprocess.run([ASSISTANT, "ask", "What is the capital of France?", "--json", "--max-tokens", "16"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    if sys.platform.startswith("linux") and os.uname().machine == "x86_64":
+        assert "AVX2 kernels" in answer["runtime"], answer["runtime"]
+    assert "Paris" in answer["text"]
+
+
+def test_device_auto_is_the_cpu_here_and_an_absent_gpu_is_a_clear_error(model_home: Path) -> None:
+    import torch
+
+    from assistant.device import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: the CPU-only expectations do not apply")
+    assert resolve_device("auto").name == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        load_local(Settings(home=model_home, device="cuda"))
+    result = subprocess.run([ASSISTANT, "ask", "hi"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "ASSISTANT_DEVICE": "cuda:0"})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "no CUDA GPU" in result.stderr
 
 
 def test_pickled_adapters_are_refused(tmp_path: Path, model_home: Path) -> None:
     (tmp_path / "adapter_config.json").write_text("{}")
     (tmp_path / "adapter_model.bin").write_bytes(b"not loaded")
     with pytest.raises(ModelUnavailable, match="pickled .bin"):
-        LocalGenerator.from_settings(Settings(home=model_home), adapter=tmp_path)
+        load_local(Settings(home=model_home), adapter=tmp_path)
 
 
 def test_unknown_local_model_path_is_explained(model_home: Path) -> None:
     with pytest.raises(ModelUnavailable, match="never downloads"):
-        LocalGenerator.from_settings(Settings(home=model_home, model="HuggingFaceTB/SmolLM2-135M-Instruct"))
+        load_local(Settings(home=model_home, model="HuggingFaceTB/SmolLM2-135M-Instruct"))
 
 
-def test_a_prompt_too_long_for_the_context_is_refused(local_generator: LocalGenerator) -> None:
+def test_a_prompt_too_long_for_the_context_is_refused(local_generator) -> None:
     with pytest.raises(AssistantError, match="context window"):
         local_generator.generate(plain_chat("word " * 9000))

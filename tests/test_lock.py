@@ -35,6 +35,14 @@ def test_the_lock_satisfies_every_range_in_pyproject() -> None:
     assert not stale, f"pyproject.toml changed without `make lock`: {stale}"
 
 
+def test_the_llama_cpp_build_is_the_version_pyproject_names() -> None:
+    from assistant.models import llama_build
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["llama"] == [llama_build.REQUIREMENT]
+    assert canonicalize_name("llama-cpp-python") not in _locked()  # built per CPU by make install, not synced
+
+
 def test_the_installed_environment_is_exactly_the_lock() -> None:
     drift = {name: (version, metadata.version(name)) for name, version in _locked().items()
              if metadata.version(name) != version}

@@ -15,7 +15,8 @@ from assistant.strategies import Strategy, StrategySpec, build_strategy, generat
 
 T = TypeVar("T")
 GENERATOR_FIELDS = {"home", "backend", "model", "adapter", "max_tokens", "temperature", "top_p", "seed", "threads",
-                    "local_precision", "openai_base_url", "openai_timeout", "openai_max_retries"}
+                    "device", "local_cpu", "local_precision", "openai_base_url", "openai_timeout",
+                    "openai_max_retries"}
 
 
 def _or_stop(build: Callable[..., T], *args: object) -> T:

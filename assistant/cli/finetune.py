@@ -223,10 +223,20 @@ def remove(name: NameArg) -> None:
 @finetune_app.command()
 def export(
     name: NameArg,
-    merged: Annotated[Path, typer.Option(help="Folder to write the full model (base + adapter merged) to.")],
+    out: Annotated[Optional[Path], typer.Argument(help="Where to write: a .gguf file (gguf), or a folder.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="gguf (one merged GGUF file) | ollama (GGUF + Modelfile) | "
+                                                      "hf (merged Hugging Face folder).")] = "hf",
+    quant: Annotated[str, typer.Option(help="gguf/ollama: f16 | q8_0 | q4_k_m.")] = "q8_0",
+    merged: Annotated[Optional[Path], typer.Option(help="Same as --format hf OUT.")] = None,
 ) -> None:
-    """Write a local model with its adapter merged in, as a Hugging Face folder any server can load."""
-    from assistant.finetune.lora import export_merged
+    """Write a local fine-tuned model with its adapter merged in, for llama.cpp, Ollama, LM Studio, vLLM or TGI."""
+    from assistant.finetune.export import export as run_export
 
-    export_merged(load_settings(), Registry.from_settings(load_settings()), name, merged)
-    print(f"wrote {merged}")
+    if (out is None) == (merged is None):
+        raise ConfigError("Say where to write: `assistant finetune export NAME OUT [--format gguf|ollama|hf]` "
+                          "(or --merged FOLDER for a Hugging Face folder).")
+    settings = load_settings()
+    written = run_export(settings, Registry.from_settings(settings), name, out or merged, "hf" if merged else fmt,
+                         quant)
+    print(f"wrote {written}" + (f"  (then: ollama create {name} -f {written / 'Modelfile'})" if fmt == "ollama"
+                                else ""))

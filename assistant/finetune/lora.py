@@ -21,6 +21,7 @@ from tqdm import tqdm
 from assistant import hf
 from assistant.config import Settings
 from assistant.cpu import has_native_bf16
+from assistant.device import resolve_device
 from assistant.errors import AssistantError, ConfigError
 from assistant.examples import Example
 from assistant.finetune import checkpoint
@@ -30,7 +31,7 @@ from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.lora_data import IGNORE, batches, encode, iterate
 from assistant.finetune.registry import ModelRecord, Registry
 
-__all__ = ["LoraTrainConfig", "export_merged", "request_stop", "token_counter", "train_lora"]
+__all__ = ["LoraTrainConfig", "request_stop", "token_counter", "train_lora"]
 
 RESUMABLE = {"running", "stopped", "failed"}
 
@@ -120,12 +121,17 @@ class _Run:
         folder = weights_folder(resolve_source(base_model), settings.model_cache_dir)
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        # Training steps run under bf16 autocast where the CPU multiplies bf16 natively (~1.7× faster a step on
-        # Zen 4; validation stays fp32, the precision the adapter is served in); local_precision=fp32 opts out.
-        # Eager attention: at FAQ lengths its small matmuls beat the CPU flash-attention kernel's bf16 backward.
-        self.bf16 = settings.local_precision == "bf16" or (settings.local_precision == "auto" and has_native_bf16())
+        self.device = resolve_device(settings.device)
+        # Training steps run under bf16 autocast on a GPU that has it, and on a CPU that multiplies bf16 natively
+        # (~1.7× faster a step on Zen 4); validation stays fp32, the precision the adapter is served in;
+        # local_precision=fp32 opts out. Eager attention: at FAQ lengths its small matmuls beat the CPU
+        # flash-attention kernel's bf16 backward.
+        self.bf16 = settings.local_precision == "bf16" or (settings.local_precision == "auto" and (
+            torch.cuda.is_bf16_supported() if self.device.kind == "cuda" else
+            not self.device.is_gpu and has_native_bf16()))
         base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
                                                     **({"attn_implementation": "eager"} if self.bf16 else {}))
+        base = base.to(self.device.name)
         lora = LoraConfig(task_type="CAUSAL_LM", r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
                           target_modules=list(config.target_modules))
         torch.manual_seed(config.seed)  # here, not earlier: a first-time GGUF conversion also draws random numbers
@@ -225,9 +231,10 @@ class _Run:
         """Mean cross-entropy over the answer tokens, as `model(**batch).loss` computes it, but with the output layer
         (a 49k-token vocabulary: a fifth of the model's multiply-adds) applied only where a label is trained."""
         model = self.model.get_base_model()  # the LoRA layers live inside it
+        batch = {key: value.to(self.device.name) for key, value in batch.items()}
         labels = batch["labels"][:, 1:]
         trained = labels != IGNORE
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(self.device.kind, dtype=torch.bfloat16, enabled=autocast):
             hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                          use_cache=False).last_hidden_state
             logits = model.get_output_embeddings()(hidden[:, :-1][trained])
@@ -305,31 +312,9 @@ class _Run:
                    "train_loss": round(sum(tail) / len(tail), 4) if tail else None,
                    "first_train_loss": train[0] if train else None,
                    "stopped_early": state["stopped_early"], "seconds": round(state["seconds"], 1),
-                   "precision": "bf16 autocast" if self.bf16 else "fp32",
+                   "precision": "bf16 autocast" if self.bf16 else "fp32", "device": self.device.name,
                    "tokens_per_s": round(state["trained_tokens"] / max(state["seconds"], 1e-9), 1)}
         if val:
             metrics |= {"initial_val_loss": val[0], "val_loss": val[-1], "best_val_loss": round(state["best_val"], 5),
                         "best_step": state["best_step"]}
         return metrics
-
-
-def export_merged(settings: Settings, registry: Registry, name: str, out: Path) -> Path:
-    """Base + adapter merged into one Hugging Face folder (safetensors) that vLLM, TGI or transformers can serve."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from assistant.models.local_weights import check_adapter, resolve_source, weights_folder
-
-    record = registry.get(name)
-    if record.provider != "local" or not record.ready:
-        raise AssistantError(f"Only a finished local model can be exported; {name!r} is {record.provider}, "
-                             f"{record.status}.")
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; choose a new folder.")
-    folder = weights_folder(resolve_source(record.base_path), settings.model_cache_dir)
-    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, str(check_adapter(registry.adapter_dir(name)))).merge_and_unload()
-    merged.save_pretrained(out)
-    _tokenizer(settings, record.base_path)[0].save_pretrained(out)
-    return out
-

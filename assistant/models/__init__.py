@@ -22,9 +22,9 @@ def build_generator(
     """The generator the settings describe; `backend`/`model`/`adapter` override them (CLI flags, UI choices)."""
     match backend or settings.backend:
         case "local":
-            from assistant.models.local import LocalGenerator
+            from assistant.models.local import load_local
 
-            return LocalGenerator.from_settings(settings, model=model, adapter=adapter)
+            return load_local(settings, model=model, adapter=adapter)
         case "openai":
             from assistant.models.openai_compat import OpenAIGenerator
 

@@ -1,143 +1,75 @@
-"""The `local` backend: a transformers causal LM on this machine's CPU, streamed through a generation thread."""
+"""The `local` backend: a model on this machine, run by the runtime that suits its format.
+
+- A GGUF file (the bundled SmolLM2 or one the user brings) runs in llama.cpp: its quantised weights stay quantised,
+  a LoRA adapter is applied at run time on top of them, and layers are offloaded to a GPU when there is one.
+- A Hugging Face folder runs in transformers on the chosen device (an adapter is merged at load).
+- Where llama.cpp could not be built, a GGUF file is dequantised once and runs in transformers; the generator's
+  `runtime` (shown by `assistant doctor` and in every answer's metadata) says so, and why.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
+import logging
+import os
 from pathlib import Path
 
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
-
-from assistant import hf
 from assistant.config import Settings
-from assistant.errors import AssistantError, BackendError
-from assistant.models import cpu_speed
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
-from assistant.models.local_weights import check_adapter, resolve_source, weights_folder
+from assistant.device import Device, resolve_device
+from assistant.errors import ConfigError
+from assistant.models.base import BaseGenerator, GenerationOptions
+from assistant.models.local_weights import LocalModelSource, resolve_source, weights_folder
 
-hf.quiet()
-
-
-class _StopWhenSet(StoppingCriteria):
-    """Lets a reader that went away (closed stream, Streamlit rerun) stop the generation thread."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> bool:
-        return self.event.is_set()
+log = logging.getLogger(__name__)
 
 
-class LocalGenerator(BaseGenerator):
-    def __init__(self, model, tokenizer, model_id: str, defaults: GenerationOptions | None = None) -> None:
-        super().__init__(model_id, defaults)
-        self.model = model
-        self.tokenizer = tokenizer
-        self.context_window = int(getattr(model.config, "max_position_embeddings", 2048))
-        self.weight_format = "as loaded"
-        self.load_seconds = 0.0
-        self._lock = threading.Lock()  # one generation at a time: they would only fight over the same cores
+def load_local(settings: Settings, model: str | None = None, adapter: Path | None = None) -> BaseGenerator:
+    source = resolve_source(model if model is not None else settings.model)
+    adapter = adapter if adapter is not None else settings.adapter
+    device = resolve_device(settings.device)
+    defaults = GenerationOptions(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
+    model_id = source.name + (f"+{Path(adapter).name}" if adapter is not None else "")
+    why = ""
+    if source.gguf_file is not None:
+        from assistant.models import llama_lib
 
-    @classmethod
-    def from_settings(cls, settings: Settings, model: str | None = None, adapter: Path | None = None):
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        source = resolve_source(model if model is not None else settings.model)
-        folder = weights_folder(source, settings.model_cache_dir)
-        started = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-        adapter = adapter if adapter is not None else settings.adapter
-        model_id = source.name
-        weight_files = sorted(folder.glob("*.safetensors"))
-        if adapter is not None:
-            from peft import PeftModel
+        reason = llama_lib.unavailable_reason(settings.local_cpu)
+        if reason is None:
+            return _llama_cpp(settings, source, adapter, device, model_id, defaults)
+        if settings.local_cpu != "auto":
+            raise ConfigError(reason)
+        log.warning("GGUF model in transformers at fp32: %s", reason)
+        why = f"llama.cpp unavailable: {reason}"
+    import torch
 
-            # Merged into the base weights: inference then costs exactly what the base model costs.
-            lm = PeftModel.from_pretrained(lm, str(check_adapter(adapter))).merge_and_unload()
-            model_id = f"{source.name}+{Path(adapter).name}"
-            weight_files.append(Path(adapter) / "adapter_model.safetensors")
-        lm, weight_format = cpu_speed.optimise(lm, settings.local_precision, settings.home / "kernels", weight_files)
-        defaults = GenerationOptions(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
-        generator = cls(lm, tokenizer, model_id, defaults)
-        generator.weight_format = weight_format
-        generator.load_seconds = time.perf_counter() - started
-        return generator
+    from assistant.models.transformers_lm import TransformersGenerator
 
-    def count_tokens(self, messages: list[Message]) -> int:
-        return len(self._encode(messages)["input_ids"][0])
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    folder = weights_folder(source, settings.model_cache_dir)
+    return TransformersGenerator.load(folder, model_id, defaults, device=device, precision=settings.local_precision,
+                                      adapter=adapter, why=why)
 
-    def _encode(self, messages: list[Message]):
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        return self.tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
 
-    def _stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | StreamEnd]:
-        inputs = self._encode(messages)
-        prompt_tokens = inputs["input_ids"].shape[1]
-        if prompt_tokens + options.max_tokens > self.context_window:
-            raise AssistantError(
-                f"The prompt ({prompt_tokens} tokens) plus max_tokens ({options.max_tokens}) exceeds the model's "
-                f"context window of {self.context_window} tokens; shorten the conversation or lower max_tokens."
-            )
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        stop = threading.Event()
-        result: dict[str, object] = {}
-        decode_threads = cpu_speed.DecodeThreads(self.model)
-        kwargs = dict(
-            **inputs,
-            streamer=streamer,
-            max_new_tokens=options.max_tokens,
-            stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
-            logits_processor=LogitsProcessorList([decode_threads]),
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            **self._sampling(options),
-        )
+def _llama_cpp(settings: Settings, source: LocalModelSource, adapter: Path | None, device: Device, model_id: str,
+               defaults: GenerationOptions) -> BaseGenerator:
+    from assistant.models.llama_lib import load_llama_cpp
+    from assistant.models.llamacpp import LlamaCppGenerator, served_file
+    from assistant.models.lora_gguf import gguf_adapter
 
-        def run() -> None:
-            with self._lock, torch.inference_mode():
-                try:
-                    torch.manual_seed(options.seed)
-                    result["ids"] = self.model.generate(**kwargs)
-                except Exception as exc:  # surfaced to the reader below, not lost in the thread
-                    result["error"] = exc
-                    streamer.end()
-                finally:
-                    decode_threads.restore()
+    gpu_layers = 0
+    if device.is_gpu:
+        if load_llama_cpp().llama_supports_gpu_offload():
+            gpu_layers = -1  # every layer
+        elif settings.device != "auto":
+            raise ConfigError(f"device={settings.device}, but llama.cpp was built without GPU support. Rebuild it "
+                              "with CMAKE_ARGS=\"-DGGML_CUDA=on\" .venv/bin/python -m assistant.models.llama_build "
+                              "(-DGGML_METAL=on on a Mac), or set ASSISTANT_DEVICE=cpu.")
+    lora = gguf_adapter(adapter, source, settings.model_cache_dir) if adapter is not None else None
+    assert source.gguf_file is not None
+    served, note = served_file(source.gguf_file, settings.model_cache_dir)
+    return LlamaCppGenerator.load(served, model_id, defaults, threads=settings.threads or _cores(),
+                                  gpu_layers=gpu_layers, lora=lora, note=note)
 
-        thread = threading.Thread(target=run, name="local-generate", daemon=True)
-        thread.start()
-        try:
-            yield from streamer
-        finally:
-            stop.set()  # no-op when generation already finished; stops it when the reader left early
-            thread.join()
-        if "error" in result:
-            raise BackendError(f"Local generation failed: {result['error']}") from result["error"]
-        output = result["ids"][0, prompt_tokens:]  # type: ignore[index]
-        completion_tokens = int(output.shape[0])
-        ended_on_eos = completion_tokens > 0 and int(output[-1]) in self._eos_ids()
-        finish = "length" if completion_tokens >= options.max_tokens and not ended_on_eos else "stop"
-        yield StreamEnd(Usage(prompt_tokens, completion_tokens), finish)
 
-    def _eos_ids(self) -> set[int]:
-        eos = self.model.generation_config.eos_token_id
-        ids = set(eos if isinstance(eos, list) else [eos])
-        ids.add(self.tokenizer.eos_token_id)
-        return ids
-
-    @staticmethod
-    def _sampling(options: GenerationOptions) -> dict:
-        if options.greedy:
-            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        return {"do_sample": True, "temperature": options.temperature, "top_p": options.top_p, "top_k": None}
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -33,6 +33,7 @@ class OpenAIGenerator(BaseGenerator):
         super().__init__(model, defaults)
         self.client = make_client(base_url, api_key, timeout, max_retries)
         self.base_url = base_url or OFFICIAL_URL
+        self.runtime = f"OpenAI-compatible API at {self.base_url}"
         # OpenAI's newer models reject `max_tokens`; most compatible servers only know `max_tokens`.
         self._length_param = "max_completion_tokens" if base_url is None else "max_tokens"
 

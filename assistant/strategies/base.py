@@ -48,6 +48,7 @@ class Answer:
     declined: bool  # answered "nothing relevant found" instead of generating
     usage: Usage
     latency_s: float
+    runtime: str | None = None  # what ran the model: "llama.cpp (CPU, AVX512 kernels)", a fallback and its reason
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -142,7 +143,8 @@ class AnswerStream(Iterator[str]):
         numbers = {s.number for s in prepared.sources}
         cited = list(dict.fromkeys(int(n) for n in _CITATION.findall(text) if int(n) in numbers))
         self._answer = Answer(text, strategy.name, model, prepared.sources, prepared.examples, cited,
-                              prepared.direct_reply is not None, usage, time.perf_counter() - self._started)
+                              prepared.direct_reply is not None, usage, time.perf_counter() - self._started,
+                              getattr(strategy.generator, "runtime", None))
 
     @property
     def answer(self) -> Answer:

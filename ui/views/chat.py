@@ -58,7 +58,7 @@ def show_context(turn: dict) -> None:
         with st.expander(f"Examples used ({len(turn['examples'])})"):
             for example in turn["examples"]:
                 st.text(f"Q: {example.prompt}\nA: {example.completion}")
-    st.caption(turn["caption"])
+    st.caption(turn["caption"], help=turn.get("runtime"))
 
 
 def feedback_controls(turn: dict) -> None:
@@ -86,7 +86,7 @@ def answer_turn(name: str, question: str, past: list[Message]) -> dict | None:
         return None
     turn = {"role": "assistant", "text": answer.text, "sources": answer.sources, "examples": answer.examples,
             "question": question, "strategy": answer.strategy, "model": answer.model,
-            "answer_id": feedback.new_answer_id(),
+            "answer_id": feedback.new_answer_id(), "runtime": answer.runtime,
             "caption": f"{answer.strategy} · {answer.usage.prompt_tokens} prompt + {answer.usage.completion_tokens} "
                        f"answer tokens · {answer.latency_s:.1f} s · {answer.model}"}
     show_context(turn)
