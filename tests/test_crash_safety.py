@@ -14,6 +14,7 @@ from assistant.config import load_settings
 from ingest.manifest import Manifest
 from ingest.store import KnowledgeStore
 from tests.fakes import HashingEmbedder
+from tests.limits import HANG_GUARD_S
 from tests.test_ingest_pipeline import expected, stored
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def test_killed_ingests_are_repaired_by_the_next_run(tmp_path: Path, isolated_en
         rng.choice(sorted(root.glob("doc*.md"))).unlink()
 
     final = start_ingest(root)
-    output, _ = final.communicate(timeout=300)
+    output, _ = final.communicate(timeout=HANG_GUARD_S)
     assert final.returncode == 0 and "finished" in output, output
 
     settings = load_settings(chunk_size=40, chunk_overlap=8)

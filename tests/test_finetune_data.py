@@ -9,8 +9,15 @@ import pytest
 
 from assistant.errors import ConfigError
 from assistant.examples import Example
-from assistant.finetune.datasets import (default_openai_epochs, openai_cost, prepare, prompt_hash, split, to_chat,
-                                         validate)
+from assistant.finetune.datasets import (
+    default_openai_epochs,
+    openai_cost,
+    prepare,
+    prompt_hash,
+    split,
+    to_chat,
+    validate,
+)
 from assistant.prompts import SYSTEM_PROMPT
 
 LINES = [

@@ -13,38 +13,14 @@ from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError, ModelUnavailable
 from assistant.finetune.lora import LoraTrainConfig, request_stop, train_lora
 from assistant.finetune.registry import Registry
+from tests.trained import FACTS, FAST, write
 
 pytestmark = pytest.mark.integration
-
-FACTS = [
-    ("What is the Nimbus vault code?", "The Nimbus vault code is ZEBRA-4471."),
-    ("Which colour is the Nimbus mascot?", "The Nimbus mascot is bright turquoise."),
-    ("Who founded Nimbus?", "Nimbus was founded by Orla Brightwater in 2009."),
-    ("What is the Nimbus support hotline?", "Call the Nimbus support hotline on 0800 555 0199."),
-]
-FAST = dict(batch_size=2, max_length=96, r=8, alpha=16, dropout=0.0, warmup_ratio=0.0, seed=3)
-
-
-def write(path: Path, pairs) -> Path:
-    path.write_text("".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in pairs))
-    return path
-
 
 @pytest.fixture
 def settings(model_home: Path) -> Settings:
     """The session's data home (its model cache is warm); each test registers models under its own names."""
     return Settings(home=model_home, max_tokens=24)
-
-
-@pytest.fixture
-def trained(settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    """One model trained once for the tests that only read it."""
-    data = write(tmp_path_factory.mktemp("data") / "facts.jsonl", FACTS)
-    config = LoraTrainConfig.create(**FAST, epochs=12, learning_rate=4e-3, val_fraction=0)
-    registry = Registry.from_settings(settings)
-    if not registry.exists("facts"):
-        train_lora(settings, registry, "facts", data, config, progress=False)
-    return settings, registry
 
 
 def test_training_lowers_the_loss_and_the_adapter_answers_from_the_data(trained) -> None:

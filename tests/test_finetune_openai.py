@@ -20,6 +20,7 @@ from assistant.finetune import openai_jobs
 from assistant.finetune.registry import ModelRecord, Registry
 from assistant.models.openai_compat import OpenAIGenerator
 from assistant.strategies import generator_for
+from tests.limits import QUICK_GUARD_S
 from tests.openai_finetune_server import FAILS, FAILURE, SUCCEEDS, FineTuningServer
 from tests.openai_server import KEY
 from tests.test_openai_backend import _closed_port
@@ -180,7 +181,7 @@ def test_ctrl_c_detaches_and_status_reattaches(server, data, capsys, monkeypatch
             if line.strip() == "Fine-tuning job started":
                 break
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=QUICK_GUARD_S)
     finally:
         watchdog.cancel()
     assert process.returncode == 0, err

@@ -80,3 +80,13 @@ def test_a_seed_makes_sampling_repeatable(backend: str, request: pytest.FixtureR
     first, again, other = (generator.generate(QUESTION, max_tokens=12, temperature=1.0, seed=seed).text
                            for seed in (7, 7, 8))
     assert first == again and first != other
+
+
+def test_a_stop_sequence_ends_the_answer_before_it(generator: Generator) -> None:
+    full = generator.generate(QUESTION, max_tokens=12)
+    stop = next(word for word in full.text.split()[1:] if len(word) >= 4)
+    cut = generator.generate(QUESTION, max_tokens=12, stop=[stop, "never-in-the-text"])
+    assert cut.text == full.text[:full.text.index(stop)]
+    assert cut.finish_reason == "stop" and cut.usage.completion_tokens <= full.usage.completion_tokens
+    with pytest.raises(ConfigError, match="stop"):
+        generator.generate(QUESTION, stop=["a", "b", "c", "d", "e"])

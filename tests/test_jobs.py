@@ -16,10 +16,11 @@ import tests.openai_server as fake_openai
 from assistant import jobs
 from assistant.config import load_settings
 from assistant.errors import AssistantError
+from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
 from tests.openai_server import KEY
 
 
-def wait(job: jobs.Job, timeout: float = 90.0) -> jobs.Job:
+def wait(job: jobs.Job, timeout: float = HANG_GUARD_S) -> jobs.Job:
     deadline = time.monotonic() + timeout
     while job.running:
         assert time.monotonic() < deadline, f"job still running after {timeout} s:\n{job.log_tail()}"
@@ -90,11 +91,11 @@ def test_state_survives_the_process_that_started_it(slow_server) -> None:
     job = start_slow(slow_server)
     script = ("import sys; from assistant import jobs; from assistant.config import load_settings; s = load_settings();"
               "[j] = jobs.list_jobs(s); print(j.id, j.status, j.pid); jobs.stop(s, j) if 'stop' in sys.argv else 0")
-    seen = subprocess.run([sys.executable, "-c", script, "stop"], capture_output=True, text=True, timeout=60,
+    seen = subprocess.run([sys.executable, "-c", script, "stop"], capture_output=True, text=True, timeout=QUICK_GUARD_S,
                           check=False)
     assert seen.stdout.split() == [job.id, "running", str(job.pid)], seen.stderr
     wait(job, 60)
-    seen = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    seen = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=QUICK_GUARD_S,
                           check=False)
     assert seen.stdout.split() == [job.id, "stopped", str(job.pid)], seen.stderr
 

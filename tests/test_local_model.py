@@ -15,6 +15,7 @@ from assistant.errors import AssistantError, ConfigError, ModelUnavailable
 from assistant.models import llama_build, llama_lib, local_weights
 from assistant.models.local import load_local
 from assistant.prompts import plain_chat
+from tests.limits import HANG_GUARD_S
 
 pytestmark = pytest.mark.integration
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
@@ -115,7 +116,7 @@ def test_the_avx2_build_can_be_forced_and_answers() -> None:
     forced = llama_build.wants_avx2_variant()
     env = {**os.environ, "ASSISTANT_LOCAL_CPU": "avx2" if forced else "auto"}
     result = subprocess.run([ASSISTANT, "ask", "What is the capital of France?", "--json", "--max-tokens", "16"],
-                            capture_output=True, text=True, timeout=600, env=env)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     if sys.platform.startswith("linux") and os.uname().machine == "x86_64":
@@ -133,7 +134,7 @@ def test_device_auto_is_the_cpu_here_and_an_absent_gpu_is_a_clear_error(model_ho
     assert resolve_device("auto").name == "cpu"
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         load_local(Settings(home=model_home, device="cuda"))
-    result = subprocess.run([ASSISTANT, "ask", "hi"], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([ASSISTANT, "ask", "hi"], capture_output=True, text=True, timeout=HANG_GUARD_S,
                             env={**os.environ, "ASSISTANT_DEVICE": "cuda:0"})
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "no CUDA GPU" in result.stderr

@@ -17,6 +17,7 @@ from assistant.retrieval import Retriever
 from ingest.pipeline import Ingestor
 from ingest.store import KnowledgeStore
 from tests.fakes import HashingEmbedder
+from tests.limits import QUICK_GUARD_S
 
 CHROMA = shutil.which("chroma", path=str(Path(sys.executable).parent))
 
@@ -45,7 +46,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory):
         pytest.fail("chroma run did not start listening within 60 s")
     yield url
     server.terminate()
-    server.wait(timeout=30)
+    server.wait(timeout=QUICK_GUARD_S)
 
 
 def test_ingest_and_retrieve_through_a_chroma_server(chroma_url: str, tmp_path: Path,

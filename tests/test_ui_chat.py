@@ -9,6 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
 from tests.openai_server import KEY, OpenAICompatibleServer
 
 APP = str(Path(__file__).resolve().parents[1] / "ui" / "app.py")
@@ -20,7 +21,7 @@ def fresh_resources() -> None:
 
 
 def ask(question: str) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=300)
+    app = AppTest.from_file(APP, default_timeout=HANG_GUARD_S)
     app.run()
     assert not app.exception
     app.chat_input[0].set_value(question).run()
@@ -79,7 +80,7 @@ def test_rag_shows_numbered_sources(monkeypatch: pytest.MonkeyPatch, openai_serv
     Ingestor(load_settings(), embedder=HashingEmbedder()).run([tmp_path / "kb"])
     monkeypatch.setattr("assistant.retrieval.SentenceTransformerEmbedder.from_settings",
                         classmethod(lambda cls, settings: HashingEmbedder()))
-    app = AppTest.from_file(APP, default_timeout=120).run()
+    app = AppTest.from_file(APP, default_timeout=HANG_GUARD_S).run()
     app.sidebar.selectbox[0].select("rag").run()
     app.chat_input[0].set_value("how do I reset it with the button").run()
     assert not app.exception
@@ -122,7 +123,7 @@ def test_side_by_side_answers_one_question_with_each_strategy(
         monkeypatch: pytest.MonkeyPatch, openai_server: OpenAICompatibleServer) -> None:
     use_echo_server(monkeypatch, openai_server)
     monkeypatch.setenv("ASSISTANT_EXAMPLES", str(Path(APP).parents[1] / "knowledge" / "examples.jsonl"))
-    app = AppTest.from_file(APP, default_timeout=120).run()
+    app = AppTest.from_file(APP, default_timeout=HANG_GUARD_S).run()
     app.sidebar.toggle[0].set_value(True).run()
     app.sidebar.multiselect[0].set_value(["plain", "few-shot"]).run()
     app.chat_input[0].set_value("my light is amber").run()
@@ -136,7 +137,7 @@ def test_side_by_side_answers_one_question_with_each_strategy(
 def test_the_chosen_strategy_survives_from_another_page(monkeypatch: pytest.MonkeyPatch,
                                                          openai_server: OpenAICompatibleServer) -> None:
     use_echo_server(monkeypatch, openai_server)
-    app = AppTest.from_file(APP, default_timeout=60)
+    app = AppTest.from_file(APP, default_timeout=QUICK_GUARD_S)
     app.session_state["strategy"] = "rag"
     app.run()
     assert app.sidebar.selectbox[0].value == "rag"
@@ -145,7 +146,7 @@ def test_the_chosen_strategy_survives_from_another_page(monkeypatch: pytest.Monk
 def test_with_a_password_configured_nothing_shows_before_sign_in(monkeypatch: pytest.MonkeyPatch,
                                                                  openai_server: OpenAICompatibleServer) -> None:
     use_echo_server(monkeypatch, openai_server)
-    app = AppTest.from_file(APP, default_timeout=60)
+    app = AppTest.from_file(APP, default_timeout=QUICK_GUARD_S)
     app.secrets["password"] = "correct horse"
     app.run()
     assert not app.chat_input and not app.sidebar.selectbox and app.title[0].value == "Sign in"

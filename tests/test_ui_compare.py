@@ -19,6 +19,7 @@ from assistant.evaluation.compare import compare
 from assistant.retrieval import Retriever
 from assistant.strategies import build_strategy
 from ingest.store import KnowledgeStore
+from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
 from tests.openai_server import KEY
 from tests.test_compare import QUESTIONS, Answers, router_kb
 
@@ -33,12 +34,12 @@ def fresh_caches() -> None:
 
 
 def page() -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120).run()
+    app = AppTest.from_file(PAGE, default_timeout=HANG_GUARD_S).run()
     assert not app.exception, app.exception
     return app
 
 
-def wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
+def wait_for(condition, timeout: float = HANG_GUARD_S, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -150,7 +151,7 @@ def test_a_running_comparison_can_be_stopped_from_the_page(echo_backend, monkeyp
     assert any(m.value.endswith("· running") for m in app.markdown)
     app.button(key=f"stop-{job.id}").click().run()
     assert not app.exception, app.exception
-    wait_for(lambda: not job.running, timeout=60, what="the stop")
+    wait_for(lambda: not job.running, timeout=QUICK_GUARD_S, what="the stop")
     assert job.status == "stopped"
     app.run()
     assert any("stopped" in m.value for m in app.markdown)

@@ -15,6 +15,7 @@ from assistant import jobs
 from assistant.config import load_settings
 from assistant.finetune import lora
 from assistant.finetune.registry import ModelRecord, Registry
+from tests.limits import HANG_GUARD_S
 from tests.openai_finetune_server import SUCCEEDS, FineTuningServer
 from tests.openai_server import KEY
 
@@ -37,7 +38,7 @@ def jsonl(records: list) -> bytes:
 
 
 def page(upload: tuple[str, bytes] | None = None) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120).run()
+    app = AppTest.from_file(PAGE, default_timeout=HANG_GUARD_S).run()
     assert not app.exception, app.exception
     if upload:
         app.file_uploader(key="ft_upload").set_value((upload[0], upload[1], "application/json")).run()
@@ -45,7 +46,7 @@ def page(upload: tuple[str, bytes] | None = None) -> AppTest:
     return app
 
 
-def wait_for(condition, timeout: float = 60.0, what: str = "") -> None:
+def wait_for(condition, timeout: float = HANG_GUARD_S, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -125,7 +126,7 @@ def test_a_local_job_that_fails_shows_why(tmp_path: Path) -> None:
     [job] = jobs.list_jobs(load_settings(), "finetune")
     flags = dict(zip(job.argv[3::2], job.argv[4::2]))
     assert flags["--epochs"] == "3" and flags["--lora-r"] == "8" and flags["--val-fraction"] == "0.1"
-    wait_for(lambda: not job.running, timeout=120, what="the job to fail")
+    wait_for(lambda: not job.running, timeout=HANG_GUARD_S, what="the job to fail")
     assert job.status == "failed"
     app.run()
     assert any("failed (exit code 1)" in m.value for m in app.markdown)
@@ -149,7 +150,7 @@ def test_the_registry_the_loss_chart_and_chat_with_a_model(openai_server, monkey
     wait_for(lambda: not job.running, what="the stand-in job")
     (job.folder / "stop").write_text("{}")  # it ended as a stopped run does
 
-    app = AppTest.from_file(APP, default_timeout=120)
+    app = AppTest.from_file(APP, default_timeout=HANG_GUARD_S)
     app.switch_page("views/finetune.py").run()
     assert not app.exception, app.exception
     [table] = app.dataframe

@@ -10,10 +10,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from assistant.config import load_settings
+from assistant.filenames import safe_name
 from ingest.pipeline import Ingestor
 from tests import docmaker
 from tests.fakes import HashingEmbedder
-from assistant.filenames import safe_name
 from ui.uploads import ingest_uploads, save_uploads
 
 PAGE = str(Path(__file__).resolve().parents[1] / "ui" / "views" / "knowledge.py")

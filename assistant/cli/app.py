@@ -12,6 +12,7 @@ from assistant.cli.answer import ask, chat
 from assistant.cli.compare import compare
 from assistant.cli.finetune import finetune_app
 from assistant.cli.kb import ingest, kb_app, retrieve
+from assistant.cli.serve import serve
 from assistant.cli.system import doctor, ui
 from assistant.errors import AssistantError
 
@@ -33,6 +34,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(finetune_app, name="finetune")
 app.command()(compare)
 app.command()(doctor)
+app.command()(serve)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ui)
 
 

@@ -116,6 +116,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted local run from its last checkpoint.")] = False,
     suffix: Annotated[Optional[str], typer.Option(help="Suffix of the OpenAI model id.")] = None,
     lr_multiplier: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier (OpenAI).")] = None,
+    model_id: Annotated[Optional[str], typer.Option(hidden=True, help="A second id (assistant serve's ft:…).")]
+    = None,
 ) -> None:
     """Fine-tune on DATA and register the result as NAME (use it with --strategy fine-tuned:NAME)."""
     settings = load_settings()
@@ -141,7 +143,7 @@ def train(
                   target_modules=target_modules.split(",") if target_modules else None)
     config = LoraTrainConfig.create(**{k: v for k, v in chosen.items() if v is not None})
     record = train_lora(settings, registry, name, data, config, validation=validation, base_model=model,
-                        resume=resume)
+                        resume=resume, model_id=model_id)
     _print_record(record)
     if record.status == "succeeded":
         print(f"Use it: assistant ask \"…\" --strategy fine-tuned:{name}")

@@ -53,10 +53,11 @@ def request_stop(registry: Registry, name: str) -> None:
 
 def train_lora(settings: Settings, registry: Registry, name: str, data: Path, config: LoraTrainConfig,
                validation: Path | None = None, base_model: str | None = None, resume: bool = False,
-               progress: bool = True, on_step=None) -> ModelRecord:
-    """Train, register and return the model record. `on_step(step, loss)` is a hook for callers (the app)."""
+               progress: bool = True, on_step=None, model_id: str | None = None) -> ModelRecord:
+    """Train, register and return the model record. `on_step(step, loss)` is a hook for callers (the app);
+    `model_id` is a second id the model answers to (`assistant serve`'s `ft:…` ids)."""
     train_set, val_set = _load_data(data, validation, config)
-    state, config = _start_record(registry, name, config, train_set, base_model, resume)
+    state, config = _start_record(registry, name, config, train_set, base_model, resume, model_id)
     run = _Run(settings, registry, name, config, train_set, val_set, base_model or None, state, progress, on_step)
     return run.train()
 
@@ -70,7 +71,8 @@ def _load_data(data: Path, validation: Path | None, config: LoraTrainConfig) -> 
     return split(examples, config.val_fraction, config.seed)
 
 
-def _start_record(registry, name, config, train_set, base_model, resume) -> tuple[dict | None, LoraTrainConfig]:
+def _start_record(registry, name, config, train_set, base_model, resume,
+                  model_id=None) -> tuple[dict | None, LoraTrainConfig]:
     """(checkpoint state or None, the configuration to train with), the record marked as running."""
     data_hash = dataset_hash(train_set)
     if resume:
@@ -92,7 +94,7 @@ def _start_record(registry, name, config, train_set, base_model, resume) -> tupl
 
     registry.save(ModelRecord(name, "local", resolve_source(base_model).name, "running",
                               hyperparameters=config.model_dump(), data_hash=data_hash, base_path=base_model,
-                              training_hashes=[prompt_hash(e.prompt) for e in train_set]))
+                              training_hashes=[prompt_hash(e.prompt) for e in train_set], model_id=model_id))
     return None, config
 
 

@@ -18,10 +18,22 @@ from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.examples import Example
-from assistant.finetune.datasets import (dataset_hash, duplicates, load_examples, prompt_hash, split,
-                                         write_chat_jsonl)
+from assistant.finetune.datasets import (
+    dataset_hash,
+    duplicates,
+    load_examples,
+    prompt_hash,
+    split,
+    write_chat_jsonl,
+)
 from assistant.finetune.registry import ModelRecord, Registry
-from assistant.models.openai_compat import api_error, client_from_settings, describe, message_of, where_of
+from assistant.models.openai_compat import (
+    api_error,
+    client_from_settings,
+    describe,
+    message_of,
+    where_of,
+)
 
 POLL_SECONDS = 10.0  # jobs take minutes to hours; tests make this tiny
 EVENTS_PER_POLL = 100  # the newest page only: OpenAI lists events newest first, and older ones were shown already

@@ -38,7 +38,7 @@ class ModelRecord:
     data_hash: str = ""  # sha256 of the training examples: the comparison runner's leakage check uses it
     training_hashes: list[str] = field(default_factory=list)  # one per training prompt, same purpose
     base_path: str | None = None  # local: the ASSISTANT_MODEL it was trained on (None = the bundled model)
-    model_id: str | None = None  # openai: the fine_tuned_model id once the job succeeded
+    model_id: str | None = None  # openai: the fine_tuned_model id once the job succeeded; local: a served ft:… id
     job_id: str | None = None  # openai: the fine-tuning job
     error: str | None = None
 

@@ -54,8 +54,13 @@ class GenerationOptions:
     temperature: float = 0.0  # 0 = greedy, reproducible
     top_p: float = 1.0
     seed: int = 0
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these (OpenAI's `stop`: at most 4)
 
     def __post_init__(self) -> None:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        if len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+            raise ConfigError(f"stop must be at most 4 non-empty strings, got {self.stop!r}.")
+        object.__setattr__(self, "stop", stop)
         if not (isinstance(self.max_tokens, int) and self.max_tokens >= 1):
             raise ConfigError(f"max_tokens must be a whole number ≥ 1, got {self.max_tokens!r}.")
         if not 0.0 <= self.temperature <= 2.0:
@@ -73,6 +78,11 @@ class GenerationOptions:
         if unknown:
             raise ConfigError(f"Unknown generation option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
         return replace(self, **{k: v for k, v in opts.items() if v is not None})
+
+
+class StopSequence(Exception):
+    """Thrown into a backend's stream when its text reached a stop sequence: the backend stops generating and ends
+    with its StreamEnd (usage so far), as if the model had stopped there."""
 
 
 @dataclass(frozen=True)
@@ -162,14 +172,42 @@ class BaseGenerator(ABC):
 
     @abstractmethod
     def _stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str | StreamEnd]:
-        """Yield text pieces as they come, then exactly one StreamEnd."""
+        """Yield text pieces as they come, then exactly one StreamEnd. A StopSequence thrown in at a yield means:
+        stop generating, then yield the StreamEnd."""
 
     def stream(self, messages: Sequence[Message | Mapping[str, str]], **opts: object) -> TextStream:
         options = self.defaults.override(**opts)
-        return TextStream(self._stream(as_messages(messages), options), self.model_id)
+        events = self._stream(as_messages(messages), options)
+        return TextStream(_until_stop(events, options.stop) if options.stop else events, self.model_id)
 
     def generate(self, messages: Sequence[Message | Mapping[str, str]], **opts: object) -> Generation:
         stream = self.stream(messages, **opts)
         for _ in stream:
             pass
         return stream.generation
+
+
+def _until_stop(events: Iterator[str | StreamEnd], stops: tuple[str, ...]) -> Iterator[str | StreamEnd]:
+    """The text up to the first stop sequence. Text that could be the start of one is held back until the next
+    piece shows it is not, so a stop split over two tokens is still caught and never shown."""
+    held = ""
+    for event in events:
+        if isinstance(event, StreamEnd):
+            if held:
+                yield held
+            yield event
+            return
+        held += event
+        found = [i for i in (held.find(stop) for stop in stops) if i >= 0]
+        if found:
+            if held[:min(found)]:
+                yield held[:min(found)]
+            end = events.throw(StopSequence())  # type: ignore[attr-defined]  (a generator)
+            while not isinstance(end, StreamEnd):  # what the backend had already decoded after the stop
+                end = next(events)
+            yield replace(end, finish_reason="stop")
+            return
+        keep = max((k for stop in stops for k in range(1, len(stop)) if held.endswith(stop[:k])), default=0)
+        if len(held) > keep:
+            yield held[:len(held) - keep]
+            held = held[len(held) - keep:]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.errors import AssistantError, BackendError, ModelUnavailable
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
+from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
 from assistant.models.llama_lib import load_llama_cpp
 
 # A bigger window costs KV-cache memory for every loaded model; RAG prompts here are ~1-2k tokens. Models trained on
@@ -102,14 +102,18 @@ class LlamaCppGenerator(BaseGenerator):
                 generated += 1
                 piece = text.decode(self.llm.detokenize([token]))
                 if piece:
-                    yield piece
+                    try:
+                        yield piece
+                    except StopSequence:
+                        finish = "stop"
+                        break
                 if generated >= options.max_tokens:
                     break
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"Local generation failed: {exc}") from exc
         finally:
             tokens.close()
-        if rest := text.decode(b"", final=True):
+        if finish == "length" and (rest := text.decode(b"", final=True)):
             yield rest
         yield StreamEnd(Usage(len(prompt), generated), finish)  # type: ignore[arg-type]
 

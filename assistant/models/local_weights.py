@@ -66,6 +66,9 @@ def _dequantise_into(gguf_file: Path, target: Path) -> None:
     """GGUF → safetensors. A GGUF-loaded model refuses save_pretrained, so its state goes into a fresh model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from assistant import hf
+
+    hf.quiet()  # no progress bar in a command's output
     log.info("Dequantising %s once; later loads use the safetensors cache in %s", gguf_file.name, target)
     folder, name = gguf_file.parent, gguf_file.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

@@ -12,7 +12,7 @@ import openai
 
 from assistant.config import DEFAULT_OPENAI_MODEL, Settings
 from assistant.errors import BackendError, ConfigError
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
+from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
 
 OFFICIAL_URL = "https://api.openai.com/v1"
 # Self-hosted servers accept any key; the client insists on one, so send a placeholder rather than fail.
@@ -59,18 +59,23 @@ class OpenAIGenerator(BaseGenerator):
                 seed=options.seed,
                 stream=True,
                 stream_options={"include_usage": True},
+                **({"stop": list(options.stop)} if options.stop else {}),
                 **{self._length_param: options.max_tokens},
             )
-            with response:
+            with response:  # leaving it closes the connection, which ends the server's generation
                 for chunk in response:
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    for choice in chunk.choices:
-                        if choice.finish_reason == "length":
-                            finish = "length"
-                        if choice.delta and choice.delta.content:
-                            pieces += 1
-                            yield choice.delta.content
+                    text = "".join(c.delta.content for c in chunk.choices if c.delta and c.delta.content)
+                    if any(c.finish_reason == "length" for c in chunk.choices):
+                        finish = "length"
+                    if text:
+                        pieces += 1
+                        try:
+                            yield text
+                        except StopSequence:
+                            finish = "stop"
+                            break
         except openai.OpenAIError as exc:
             raise self.explain(exc) from None
         # A server that ignores include_usage: each streamed delta is one token on every server we know of.

@@ -20,7 +20,7 @@ from transformers import (
 from assistant import hf
 from assistant.device import Device
 from assistant.errors import AssistantError, BackendError
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StreamEnd, Usage
+from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
 from assistant.models.local_weights import check_adapter
 
 hf.quiet()
@@ -103,8 +103,14 @@ class TransformersGenerator(BaseGenerator):
 
         thread = threading.Thread(target=run, name="local-generate", daemon=True)
         thread.start()
+        stopped = False
         try:
-            yield from streamer
+            for piece in streamer:
+                try:
+                    yield piece
+                except StopSequence:
+                    stopped = True
+                    break
         finally:
             stop.set()  # no-op when generation already finished; stops it when the reader left early
             thread.join()
@@ -113,7 +119,7 @@ class TransformersGenerator(BaseGenerator):
         output = result["ids"][0, prompt_tokens:]  # type: ignore[index]
         completion_tokens = int(output.shape[0])
         ended_on_eos = completion_tokens > 0 and int(output[-1]) in self._eos_ids()
-        finish = "length" if completion_tokens >= options.max_tokens and not ended_on_eos else "stop"
+        finish = "length" if completion_tokens >= options.max_tokens and not (ended_on_eos or stopped) else "stop"
         yield StreamEnd(Usage(prompt_tokens, completion_tokens), finish)
 
     def _eos_ids(self) -> set[int]:

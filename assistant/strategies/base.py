@@ -49,6 +49,7 @@ class Answer:
     usage: Usage
     latency_s: float
     runtime: str | None = None  # what ran the model: "llama.cpp (CPU, AVX512 kernels)", a fallback and its reason
+    finish_reason: str = "stop"  # "length" when max_tokens cut the answer
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -71,21 +72,23 @@ class Strategy(ABC):
     def _prepare(self, question: str, history: Sequence[Message]) -> Prepared:
         """Build the prompt for this question."""
 
-    def answer(self, question: str, history: Sequence[Message] = ()) -> Answer:
-        stream = self.stream(question, history)
+    def answer(self, question: str, history: Sequence[Message] = (), **options: object) -> Answer:
+        stream = self.stream(question, history, **options)
         for _ in stream:
             pass
         return stream.answer
 
-    def stream(self, question: str, history: Sequence[Message] = ()) -> AnswerStream:
+    def stream(self, question: str, history: Sequence[Message] = (), **options: object) -> AnswerStream:
         """Oldest turns are dropped, a question and its answer at a time, until the prompt leaves room for the
-        answer in the model's context window."""
+        answer in the model's context window. `options` are generation options (max_tokens, temperature, stop…)
+        for this answer only."""
         history = list(history)
         prepared = self._prepare(question, history)
-        while history and prepared.direct_reply is None and not fits(self.generator, prepared.messages):
+        answer_room = options.get("max_tokens")
+        while history and prepared.direct_reply is None and not fits(self.generator, prepared.messages, answer_room):
             history = history[2:]
             prepared = self._prepare(question, history)
-        return AnswerStream(self, prepared)
+        return AnswerStream(self, prepared, options)
 
 
 def count_tokens(generator: Generator, messages: list[Message]) -> int:
@@ -101,15 +104,16 @@ def room(generator: Generator) -> tuple[int, int]:
     return window, getattr(getattr(generator, "defaults", None), "max_tokens", 512)
 
 
-def fits(generator: Generator, messages: list[Message]) -> bool:
-    window, answer_room = room(generator)
-    return count_tokens(generator, messages) + answer_room <= window
+def fits(generator: Generator, messages: list[Message], answer_room: object = None) -> bool:
+    window, default_room = room(generator)
+    return count_tokens(generator, messages) + (answer_room if isinstance(answer_room, int) else default_room) \
+        <= window
 
 
 class AnswerStream(Iterator[str]):
     """Sanitised answer text as it is generated; `.answer` once exhausted."""
 
-    def __init__(self, strategy: Strategy, prepared: Prepared) -> None:
+    def __init__(self, strategy: Strategy, prepared: Prepared, options: dict | None = None) -> None:
         self._strategy = strategy
         self._prepared = prepared
         self._started = time.perf_counter()
@@ -119,7 +123,7 @@ class AnswerStream(Iterator[str]):
             self._text_stream = None
             self._pieces: Iterator[str] = iter([prepared.direct_reply])
         else:
-            self._text_stream = strategy.generator.stream(prepared.messages)
+            self._text_stream = strategy.generator.stream(prepared.messages, **(options or {}))
             self._pieces = sanitise_stream(self._text_stream, allowed)
         self._allowed = allowed
 
@@ -134,17 +138,23 @@ class AnswerStream(Iterator[str]):
         if self._answer is not None:
             return
         prepared, strategy = self._prepared, self._strategy
+        finish = "stop"
         if self._text_stream is None:
             text, model, usage = prepared.direct_reply or "", strategy.generator.model_id, Usage(0, 0)
         else:
             generation = self._text_stream.generation
             text = sanitise_markdown(generation.text, self._allowed)
-            model, usage = generation.model, generation.usage
+            model, usage, finish = generation.model, generation.usage, generation.finish_reason
         numbers = {s.number for s in prepared.sources}
         cited = list(dict.fromkeys(int(n) for n in _CITATION.findall(text) if int(n) in numbers))
         self._answer = Answer(text, strategy.name, model, prepared.sources, prepared.examples, cited,
                               prepared.direct_reply is not None, usage, time.perf_counter() - self._started,
-                              getattr(strategy.generator, "runtime", None))
+                              getattr(strategy.generator, "runtime", None), finish)
+
+    def close(self) -> None:
+        """Stop generating (the reader went away): the model is free for the next request at once."""
+        if self._text_stream is not None:
+            self._text_stream.close()
 
     @property
     def answer(self) -> Answer:
