@@ -15,6 +15,7 @@ _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\
 _REFERENCE_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(\S+).*$", re.MULTILINE)
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|data|javascript):[^>\s]+)>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<(/?[a-zA-Z!][^>]*)>")
+_TRIGGER = re.compile(r"[\[!<:(`]")  # where a construct the sanitiser rewrites can begin
 _BARE_URL = re.compile(r"(?<![`(<\w])((?:https?|ftp)://[^\s)>\]`]+)")
 
 
@@ -41,13 +42,23 @@ def sanitise_markdown(text: str, allowed: set[str] = frozenset()) -> str:
 
 
 def sanitise_stream(pieces: Iterable[str], allowed: set[str] = frozenset()) -> Iterator[str]:
-    """Streamed text, sanitised a line at a time: a link or image never spans lines, so holding back the unfinished
-    line is enough to never show a half-written one."""
-    pending = ""
+    """Streamed text, sanitised as it comes, and equal once joined to `sanitise_markdown` of the whole.
+
+    Every construct the sanitiser rewrites (links, images, reference definitions, autolinks, HTML, bare URLs) starts
+    with one of `[ ! < : (` or a backtick and never spans lines. So the words of a line before the first such
+    character are shown as soon as they are complete (nothing can rewrite them); the rest of that line waits until
+    the line ends and is sanitised whole, so a half-written link is never shown."""
+    line, sent = "", 0  # the current line, and how much of it is already out (unchanged by any rewrite)
     for piece in pieces:
-        pending += piece
-        if "\n" in pending:
-            complete, pending = pending.rsplit("\n", 1)
-            yield sanitise_markdown(complete, allowed) + "\n"
-    if pending:
-        yield sanitise_markdown(pending, allowed)
+        line += piece
+        while "\n" in line:
+            complete, line = line.split("\n", 1)
+            yield sanitise_markdown(complete, allowed)[sent:] + "\n"
+            sent = 0
+        trigger = _TRIGGER.search(line, sent)
+        safe = line.rfind(" ", sent, trigger.start() if trigger else len(line))
+        if safe > sent and line[:safe].strip():
+            yield line[sent:safe]
+            sent = safe
+    if line:
+        yield sanitise_markdown(line, allowed)[sent:]

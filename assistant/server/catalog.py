@@ -40,7 +40,7 @@ def catalog(settings: Settings) -> list[ServedModel]:
     prompts = ["plain"] + (["rag"] if _has_knowledge_base(settings) else [])
     if settings.examples is not None:
         prompts += ["few-shot"] + (["rag+few-shot"] if "rag" in prompts else [])
-    found = [ServedModel(name, "strategy") for name in prompts]
+    found = [ServedModel(name, "strategy", name) for name in prompts]
     for record in ready:
         created = _epoch(record.created)
         found += [ServedModel(f"{prefix}fine-tuned:{record.name}", "strategy", f"{prefix}fine-tuned:{record.name}",

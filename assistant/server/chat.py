@@ -9,6 +9,7 @@ when streaming), numbered as the answer's `[n]` citations; OpenAI's clients igno
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from assistant.server import catalog
 from assistant.server.errors import APIError
 
 router = APIRouter()
+log = logging.getLogger("uvicorn.error")  # the server's own log, which uvicorn prints
 
 
 class _Lenient(BaseModel):
@@ -115,6 +117,7 @@ async def _answer(request: Request, body: _Generation, question: str, history: l
 async def _events(state, strategy, question, history, options, reply: _Reply, usage: bool) -> AsyncIterator[str]:
     async with state.gate.turn():
         stream = await anyio.to_thread.run_sync(lambda: strategy.stream(question, history, **options))
+        done = False
         try:
             if reply.chat:
                 yield _sse(reply.chunk({"role": "assistant", "content": ""}))
@@ -125,11 +128,14 @@ async def _events(state, strategy, question, history, options, reply: _Reply, us
             if usage:
                 yield _sse(reply.usage_chunk(answer))
             yield "data: [DONE]\n\n"
+            done = True
         finally:
             # The client may have gone (the task is being cancelled): stop generating so the next request is
             # served at once. Shielded: a cancelled scope would skip it.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(stream.close)
+                if not done:
+                    log.info("%s: the client went away mid-stream; its generation was stopped", reply.id)
 
 
 def _sse(payload: dict) -> str:
