@@ -10,12 +10,12 @@ Per configuration: decode tok/s (greedy, median over prompts), prefill tok/s and
 ~1,100-token RAG-style prompt (median over repeats), cached load time and peak RSS. Every configuration runs in its
 own process, so RSS is its own, and llama.cpp's AVX2 build (one llama.cpp library per process) can be chosen.
 
-    .venv/bin/python benchmarks/bench_generation.py                 # full run (~25 min on a quiet 2-core machine)
+    .venv/bin/python benchmarks/bench_generation.py                 # full run (~15-20 min on a quiet 2-core machine)
     .venv/bin/python benchmarks/bench_generation.py --quick         # smoke run: 2 prompts, 16 tokens, 1 repeat
     .venv/bin/python benchmarks/bench_generation.py --rows a,c --no-naive --prompts 5
 
 The first run also builds two llama-bench binaries from the llama.cpp sources vendored in llama-cpp-python's source
-archive (~10 min each on 2 cores) and downloads the 0.5 B model (~480 MB); both are cached under benchmarks/.data/
+archive (~13 min each on 2 busy cores) and downloads the 0.5 B model (~480 MB); both are cached under benchmarks/.data/
 (gitignored), as is the benchmark's own data home (dequantised models, the f16 copy, the LoRA adapter).
 """
 
@@ -175,7 +175,8 @@ def llama_bench(variant: str) -> Path:
     from assistant.cpu import cpu_flags
 
     isa = hashlib.sha256(" ".join(sorted(set(llama_build.ISA_FLAGS) & cpu_flags())).encode()).hexdigest()[:8]
-    binary = DATA / "bin" / (f"llama-bench-{llama_build.VERSION}-{variant}" + (f"-{isa}" if variant == "native" else ""))
+    name = f"llama-bench-{llama_build.VERSION}-{variant}" + (f"-{isa}" if variant == "native" else "")
+    binary = DATA / "bin" / name
     if binary.is_file():
         return binary
     build, log = DATA / f"build-{variant}", DATA / f"build-{variant}.log"
@@ -190,13 +191,13 @@ def llama_bench(variant: str) -> Path:
 
 
 def run_llama_bench(binary: Path, gguf_file: Path, prompt_tokens: int, tokens: int, repeats: int) -> dict:
-    """One result per configuration: flash attention off (what ours runs: llama-cpp-python's default) and on
-    (llama-bench's `auto` on a CPU), each a prefill test (pp) and a decode test (tg)."""
+    """One result per configuration: flash attention off and on (what ours runs, and llama-bench's `auto` on a
+    CPU), each a prefill test (pp) and a decode test (tg)."""
     command = [str(binary), "-m", str(gguf_file), "-t", str(THREADS), "-p", str(prompt_tokens), "-n", str(tokens),
                "-r", str(repeats), "-fa", "0,1", "-o", "json"]
     out, rss, code, err = run_measured(command)
     if code:
-        raise RuntimeError(f"llama-bench exited {code}: {err.strip().splitlines()[-1:] or 'no output'}")
+        raise RuntimeError(f"llama-bench exited {code}: {last_line(err)}")
     results = {}
     for fa, name in ((0, "off"), (1, "on")):
         tests = [t for t in json.loads(out) if int(t["flash_attn"]) == fa]
@@ -210,7 +211,8 @@ def run_llama_bench(binary: Path, gguf_file: Path, prompt_tokens: int, tokens: i
     return results
 
 
-def run_measured(command: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> tuple[str, float, int, str]:
+def run_measured(command: list[str], env: dict[str, str] | None = None,
+                 timeout: float = 3600) -> tuple[str, float, int, str]:
     """(stdout, peak RSS in MiB, exit code, stderr) of one process: os.wait4 gives that child's own rusage, where
     RUSAGE_CHILDREN would give the largest of all children so far."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -496,7 +498,7 @@ class Run:
                 Spec("naive", **self.common, folder=self.folder(gguf_file), adapter=adapter)))
 
     def llama_cpp(self, key: str, row: str, variant: str, gguf_file, weights: str, prompt_tokens) -> None:
-        """Two lines: llama-bench with flash attention off (as ours runs) and on. gguf_file: a path, or a function
+        """Two lines: llama-bench with flash attention off and on (as ours runs). gguf_file: a path, or a function
         that finds it (so that a failure there is this cell's)."""
         results = self.cell(key, row, f"llama.cpp {variant}, FA off", weights, lambda: run_llama_bench(
             llama_bench(variant), gguf_file() if callable(gguf_file) else gguf_file,
@@ -519,7 +521,7 @@ class Run:
             return
         if "a/ours" not in self.measured:  # the goal compares with the plain model, measured the same way
             self.ours("a/ours", "(a)", "f16 copy (what ours serves)")
-        self.ours("b/ours", "(b)", "f16 copy + LoRA GGUF at run time", adapter=adapter)
+        self.ours("b/ours", "(b)", "f16 copy with the adapter merged in", adapter=adapter)
         self.cells.append(Cell("(b)", "llama.cpp native", "—", error="n/a: llama-bench has no LoRA option "
                                "(its --help lists none)"))
         self.naive("b/naive", "(b)", "dequantised, fp32 + peft LoRA (unmerged)", None, adapter=adapter)
@@ -549,7 +551,8 @@ class Run:
 
     def run(self) -> None:
         rows = self.args.rows
-        self.measured["baseline"] = self.step("the baseline process", lambda: run_child(Spec("baseline", **self.common)))
+        self.measured["baseline"] = self.step("the baseline process",
+                                              lambda: run_child(Spec("baseline", **self.common)))
         if "a" in rows:
             self.row_a()
         if "b" in rows:
@@ -592,8 +595,8 @@ def print_report(run: Run, started: float) -> None:
             print(f"| {cell.row} | {cell.engine} | {cell.weights} | {cell.error} | | | | | |")
             continue
         print(f"| {cell.row} | {cell.engine} | {cell.weights} | {fmt(r.get('decode'))} | {fmt(r.get('prefill'))} | "
-              f"{r.get('prompt_tokens', '—')} | {fmt(r.get('ttft'), '.3f', ' s')} | {fmt(r.get('load_s'), '.2f', ' s')}"
-              f" | {fmt(r.get('rss_mib'), '.0f', ' MiB')} |")
+              f"{r.get('prompt_tokens', '—')} | {fmt(r.get('ttft'), '.3f', ' s')} | "
+              f"{fmt(r.get('load_s'), '.2f', ' s')} | {fmt(r.get('rss_mib'), '.0f', ' MiB')} |")
     baseline = run.measured.get("baseline")
     if baseline:
         print(f"\nA process that only imports torch and llama_cpp, as ours does before loading a model: "
@@ -622,7 +625,7 @@ PAIRS = [("(a) SmolLM2-135M", "a/ours", "a/bench", True),
 
 def print_ratios(measured: dict) -> None:
     goals: list[tuple[str, bool | None, str]] = []
-    print("\n| row | ours / llama.cpp, decode: vs FA off · vs its faster | prefill: vs FA off · vs its faster |")
+    print("\n| row | ours / llama.cpp, decode: vs FA on (as ours) · vs its faster | prefill: vs FA on · vs its faster |")
     print("|---|---|---|")
     for label, ours_key, bench_key, goal in PAIRS:
         ours, bench = measured.get(ours_key) or {}, measured.get(bench_key) or {}
@@ -633,7 +636,7 @@ def print_ratios(measured: dict) -> None:
             if not ours.get(metric):
                 shown.append("—")
                 continue
-            same = ours[metric] / bench["off"][metric]
+            same = ours[metric] / bench["on"][metric]
             best = ours[metric] / max(bench["off"][metric], bench["on"][metric])
             shown.append(f"{same:.2f}× · {best:.2f}×")
             if goal:

@@ -1,8 +1,9 @@
-"""A trained adapter served by llama.cpp at run time on the quantised base, and exported for other servers.
+"""A trained adapter served by llama.cpp — merged into the f16 copy a small model is served from, or applied at run
+time on top of a quantised base — and exported for other servers.
 
-Measured when written (SmolLM2 + the `facts` adapter, 32 greedy tokens): served unmerged in llama.cpp, merged in fp32
-transformers and exported as an f16 GGUF gave the same text on all four training questions and on two general ones;
-a q8_0 export agreed on the training questions and changed wording on the general ones (its weights are rounded).
+Measured when written (SmolLM2 + the `facts` adapter, 32 greedy tokens): served in llama.cpp (at run time and merged
+in f16), merged in fp32 transformers and exported as an f16 GGUF gave the same text on all four training questions
+and on two general ones; a q8_0 export agreed on the training questions and changed wording on the general ones.
 """
 
 from __future__ import annotations
@@ -36,15 +37,33 @@ def served(trained):
     return load_local(settings, adapter=registry.adapter_dir("facts"))
 
 
-def test_an_adapter_runs_unmerged_in_llama_cpp_and_answers_as_the_merged_fp32_model(
-        trained, served, hf_model_folder: Path) -> None:
+def test_an_adapter_in_llama_cpp_answers_as_the_merged_fp32_model(trained, served, hf_model_folder: Path) -> None:
     settings, registry = trained
-    assert "LoRA at run time" in served.runtime
+    assert "adapter merged in f16" in served.runtime
     reference = load_local(settings, model=str(hf_model_folder), adapter=registry.adapter_dir("facts"))
     assert reference.runtime.startswith("transformers (cpu, float32")
     got = answers(served)
     assert got == answers(reference)
     assert all(fact in answer for (_, fact), answer in zip(FACTS, got))
+
+
+def test_on_a_quantised_base_the_adapter_is_applied_at_run_time(trained, tmp_path: Path) -> None:
+    """A user's K-quant model stays quantised: the adapter is not merged, llama.cpp applies it on top."""
+    import ctypes
+
+    from assistant import bundled
+    from assistant.models.llama_lib import load_llama_cpp
+
+    llama_cpp = load_llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = 7, True  # Q8_0: quantised, close enough to train-time weights
+    base = tmp_path / "base.Q8_0.gguf"
+    assert llama_cpp.llama_model_quantize(str(bundled.GENERATOR.path()).encode(), str(base).encode(),
+                                          ctypes.byref(params)) == 0
+    settings, registry = trained
+    tuned = load_local(settings, model=str(base), adapter=registry.adapter_dir("facts"))
+    assert tuned.runtime.endswith("LoRA at run time") and "f16" not in tuned.runtime
+    assert all(fact in answer for (_, fact), answer in zip(FACTS, answers(tuned)))
 
 
 def test_a_gguf_export_loads_back_and_answers_like_the_served_adapter(trained, served, tmp_path: Path) -> None:

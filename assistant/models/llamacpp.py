@@ -59,7 +59,8 @@ class LlamaCppGenerator(BaseGenerator):
             llm = llama_cpp.Llama(
                 model_path=str(gguf_file), n_ctx=min(_trained_context(gguf_file), MAX_CONTEXT), n_batch=512,
                 n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers,
-                lora_path=str(lora) if lora else None, verbose=False,
+                # Flash attention: measured faster on the CPU too, prompts and decoding (docs/BENCHMARKS.md).
+                flash_attn=True, lora_path=str(lora) if lora else None, verbose=False,
             )
         except (ValueError, RuntimeError) as exc:  # llama.cpp could not read the file or the adapter
             raise ModelUnavailable(f"llama.cpp could not load {gguf_file.name}"

@@ -54,7 +54,7 @@ def _llama_cpp(settings: Settings, source: LocalModelSource, adapter: Path | Non
                defaults: GenerationOptions) -> BaseGenerator:
     from assistant.models.llama_lib import load_llama_cpp
     from assistant.models.llamacpp import LlamaCppGenerator, served_file
-    from assistant.models.lora_gguf import gguf_adapter
+    from assistant.models.lora_gguf import gguf_adapter, merged_copy
 
     gpu_layers = 0
     if device.is_gpu:
@@ -67,6 +67,8 @@ def _llama_cpp(settings: Settings, source: LocalModelSource, adapter: Path | Non
     lora = gguf_adapter(adapter, source, settings.model_cache_dir) if adapter is not None else None
     assert source.gguf_file is not None
     served, note = served_file(source.gguf_file, settings.model_cache_dir)
+    if lora is not None and note:  # a small model served in f16 anyway: the adapter goes into an f16 copy too
+        served, lora, note = merged_copy(served, lora, settings.model_cache_dir), None, f"{note}; adapter merged in f16"
     return LlamaCppGenerator.load(served, model_id, defaults, threads=settings.threads or _cores(),
                                   gpu_layers=gpu_layers, lora=lora, note=note)
 

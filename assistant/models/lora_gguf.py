@@ -42,6 +42,22 @@ def gguf_adapter(adapter: Path, base: LocalModelSource, cache_root: Path) -> Pat
     return target
 
 
+def merged_copy(base_f16: Path, lora: Path, cache_root: Path) -> Path:
+    """`base_f16` with the adapter merged in, still f16 (cached per adapter). For a small model served from an f16
+    copy this costs no precision (the merged weights are f16 either way) and decodes at the base's speed: applied
+    at run time, the adapter's extra matrix products cost a 135M model 5-10 % of its decoding speed."""
+    from assistant.finetune.gguf_merge import merge
+
+    target = cache_root / "lora" / f"{lora.stem}.merged-f16.gguf"
+    if not target.is_file():
+        with FileLock(str(target) + ".lock", timeout=600):
+            if not target.is_file():
+                partial = target.with_suffix(".partial")
+                merge(base_f16, lora, partial)
+                os.replace(partial, target)
+    return target
+
+
 def hf_config_folder(base: LocalModelSource, cache_root: Path) -> Path:
     """A folder with the base model's Hugging Face config.json: what the converter reads the architecture from.
     A GGUF base has it in its metadata; transformers reads it out without loading any weights."""
