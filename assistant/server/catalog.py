@@ -59,6 +59,16 @@ def catalog(settings: Settings) -> list[ServedModel]:
 
 
 def resolve(settings: Settings, model_id: str) -> ServedModel:
+    """What a request's `model` names. A strategy name is taken as it is (building it says clearly what is missing,
+    e.g. the knowledge base): listing the whole catalogue opens the store, too slow to do for every request."""
+    from assistant.strategies import StrategySpec
+
+    try:
+        spec = StrategySpec.parse(model_id)
+    except AssistantError:
+        spec = None
+    if spec is not None and spec.fine_tuned is None and spec.name == model_id:
+        return ServedModel(model_id, "strategy", model_id)
     for served in catalog(settings):
         if served.id == model_id:
             return served
