@@ -178,3 +178,28 @@ def test_ui_serves_the_app_on_the_requested_port() -> None:
         server.wait(timeout=QUICK_GUARD_S)
     with pytest.raises(OSError):  # nothing serves the port any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+@pytest.mark.parametrize(("raised", "code", "shown"), [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (RuntimeError("a bug"), None, None),  # a bug keeps its own traceback rather than a misleading one
+])
+def test_main_exits_like_a_shell_on_ctrl_c_and_lets_bugs_through(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, raised: BaseException, code: int | None,
+    shown: str | None,
+) -> None:
+    import importlib
+
+    cli = importlib.import_module("assistant.cli.app")  # the module: the package exports its Typer `app`
+
+    def boom(**_: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(cli, "app", boom)
+    if code is None:
+        with pytest.raises(type(raised), match="a bug"):
+            cli.main()
+        return
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == code and shown in capsys.readouterr().err

@@ -40,6 +40,7 @@ class JobRecord:
     suffix: str | None
     seed: int
     created_at: int = field(default_factory=lambda: int(time.time()))
+    created_ns: int = field(default_factory=time.time_ns)  # the order: two jobs are often created in one second
     status: str = "queued"  # only the states the server itself decides; the rest is read from the run
     background_job: str | None = None
     started_at: int | None = None
@@ -74,8 +75,8 @@ class JobStore:
         return JobRecord(**json.loads(path.read_text()))
 
     def list(self) -> list[JobRecord]:
-        records = [JobRecord(**json.loads(p.read_text())) for p in self.root.glob("ftjob-*.json")]
-        return sorted(records, key=lambda r: (r.created_at, r.id), reverse=True)
+        records = [JobRecord(**_with_order(json.loads(p.read_text()))) for p in self.root.glob("ftjob-*.json")]
+        return sorted(records, key=lambda r: r.created_ns, reverse=True)
 
     def save(self, record: JobRecord) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -230,3 +231,9 @@ def train_argv(settings: Settings, record: JobRecord, data: Path, validation: Pa
     if validation is not None:
         argv += ["--validation", str(validation)]
     return argv
+
+
+def _with_order(fields: dict) -> dict:
+    """Records written before ``created_ns`` existed sort by their second."""
+    fields.setdefault("created_ns", fields.get("created_at", 0) * 1_000_000_000)
+    return fields
