@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     examples: Path | None = Field(None, description="few-shot: the example bank (JSONL or CSV).")
     fewshot_k: int = Field(3, ge=1, le=20, description="few-shot: examples put into the prompt.")
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field("hybrid", description="rag: how passages are found.")
+    reranker: str | None = Field(
+        None, description="rag: a CrossEncoder that re-scores the top passages — a folder, or the name of one "
+        "trained here (assistant finetune train DATA --target reranker). Off when unset.",
+    )
+    rerank_top_n: int = Field(20, ge=1, le=200, description="rag: passages the reranker re-scores, before keeping k.")
     chunk_size: int = Field(200, ge=32, le=2048, description="Chunk size in embedder tokens.")
     chunk_overlap: int = Field(30, ge=0, description="Tokens shared by neighbouring chunks.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")

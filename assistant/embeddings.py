@@ -52,17 +52,9 @@ class SentenceTransformerEmbedder:
     def from_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
         from assistant.device import resolve_device
 
-        device = resolve_device(settings.device).name
-        if settings.embedder is None:
-            return cls(bundled.EMBEDDER.path(), bundled.EMBEDDER.name, settings.embed_batch_size,
-                       settings.embed_precision, device)
-        folder = Path(settings.embedder).expanduser()
-        if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
-            raise ModelUnavailable(
-                f"ASSISTANT_EMBEDDER={settings.embedder} is not a sentence-transformers model folder; "
-                "embedders are never downloaded. Leave it unset for the bundled all-MiniLM-L6-v2."
-            )
-        return cls(folder, folder.name, settings.embed_batch_size, settings.embed_precision, device)
+        folder, name = embedder_source(settings)
+        return cls(folder, name, settings.embed_batch_size, settings.embed_precision,
+                   resolve_device(settings.device).name)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -78,3 +70,29 @@ class SentenceTransformerEmbedder:
 
     def tokenize(self, text: str) -> list[int]:
         return self.model.tokenizer.encode(text, add_special_tokens=False)
+
+
+def embedder_source(settings: Settings, check: bool = True) -> tuple[Path, str]:
+    """(folder, name) of the configured embedder, without loading it: the bundled all-MiniLM-L6-v2, one tuned here
+    (`ASSISTANT_EMBEDDER=NAME`, from `assistant finetune train … --target embedder`), or a sentence-transformers
+    folder. The name is what a knowledge base records about the vectors it holds; `check=False` gives it without
+    looking at the folder (a knowledge base's guard then says what to do first)."""
+    if settings.embedder is None:
+        return bundled.EMBEDDER.path(), bundled.EMBEDDER.name
+    from assistant.finetune.registry import Registry
+
+    registry = Registry.from_settings(settings)
+    name = settings.embedder
+    if "/" not in name and registry.exists(name):
+        record = registry.get(name)
+        if record.target != "embedder" or not record.ready:
+            raise ModelUnavailable(f"ASSISTANT_EMBEDDER={name} names a {record.target} model ({record.status}), not "
+                                   "a ready embedder; see `assistant finetune list`.")
+        return registry.folder(name) / "embedder", name
+    folder = Path(name).expanduser()
+    if check and not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+        raise ModelUnavailable(
+            f"ASSISTANT_EMBEDDER={name} is neither an embedder tuned here nor a sentence-transformers model folder; "
+            "embedders are never downloaded. Leave it unset for the bundled all-MiniLM-L6-v2."
+        )
+    return folder, folder.name

@@ -80,9 +80,9 @@ def discover(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
 
 def embedder_name(settings: Settings) -> str:
     """The embedder's identity without loading it (so an all-unchanged run never loads a model)."""
-    from assistant import bundled
+    from assistant.embeddings import embedder_source
 
-    return bundled.EMBEDDER.name if settings.embedder is None else Path(settings.embedder).expanduser().name
+    return embedder_source(settings, check=False)[1]
 
 
 class Ingestor:

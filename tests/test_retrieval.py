@@ -11,7 +11,7 @@ import pytest
 
 from assistant.config import Settings, load_settings
 from assistant.errors import ConfigError, StoreError
-from assistant.retrieval import Bm25Index, Retriever, _fuse
+from assistant.retrieval import Bm25Index, Retriever
 from ingest import kb
 from ingest import store as store_module
 from ingest.pipeline import Ingestor
@@ -54,11 +54,6 @@ def test_bm25_finds_exact_codes(retriever: Retriever) -> None:
     (top,) = retriever.retrieve("E4471", k=1, mode="bm25")
     assert top.source == "errors.md" and top.location == "Error codes"
     assert retriever.retrieve("E4471", k=1, mode="hybrid")[0].source == "errors.md"
-
-
-def test_reciprocal_rank_fusion_rewards_agreement() -> None:
-    fused = _fuse([[("a", 0.9), ("b", 0.8), ("c", 0.1)], [("b", 7.0), ("c", 5.0)]])
-    assert [chunk for chunk, _ in fused] == ["b", "c", "a"]
 
 
 def test_threshold_and_source_filters(retriever: Retriever) -> None:

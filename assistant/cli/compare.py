@@ -31,8 +31,17 @@ def compare(
     = None,
     fresh: Annotated[bool, typer.Option(help="Ignore cached answers and answer everything again.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
+    retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Score retrieval alone (no generation): "
+                                                 "hit@k, MRR, nDCG@10, recall, latency per mode.")] = False,
+    modes: Annotated[str, typer.Option(help="--retrieval-only: dense,bm25,hybrid.")] = "dense,bm25,hybrid",
+    ks: Annotated[str, typer.Option(help="--retrieval-only: the k values to report.")] = "1,3,5,10",
+    rerank: Annotated[bool, typer.Option(help="--retrieval-only: also each mode + ASSISTANT_RERANKER.")] = False,
 ) -> None:
-    """Answer every question with every strategy (greedy, cached, resumable) and report which is best."""
+    """Answer every question with every strategy (greedy, cached, resumable) and report which is best; with
+    --retrieval-only, score only how well each retrieval mode finds the sources the questions name (seconds)."""
+    if retrieval_only:
+        _retrieval_only(eval_file, collection, modes, ks, rerank, limit, out, as_json)
+        return
     from assistant.evaluation.compare import compare as run
     from assistant.evaluation.report import table
 
@@ -53,3 +62,28 @@ def compare(
     print(result.recommendation)
     print(f"Report: {result.files['report.md']} (chart: {result.files['comparison.png'].name}; "
           f"{result.computed} new answer(s), the rest from the cache)")
+
+
+def _retrieval_only(eval_file: Path, collection: str | None, modes: str, ks: str, rerank: bool, limit: int | None,
+                    out: Path | None, as_json: bool) -> None:
+    from assistant.errors import ConfigError
+    from assistant.evaluation.retrieval_only import evaluate, table
+
+    try:
+        k_values = tuple(sorted({int(k) for k in ks.split(",") if k.strip()}))
+    except ValueError:
+        raise ConfigError(f"--ks takes whole numbers separated by commas, got {ks!r}.") from None
+    if not k_values or min(k_values) < 1:
+        raise ConfigError("--ks needs at least one k of 1 or more.")
+    report = evaluate(load_settings(), eval_file, [m.strip() for m in modes.split(",") if m.strip()], k_values,
+                      collection, rerank, limit, out)
+    if as_json:
+        print(report.files["retrieval.json"].read_text())
+        return
+    rows = table(report)
+    grid = Table(*rows[0], title=f"{eval_file.name}: retrieval on {report.collection} ({report.questions} questions; "
+                                 f"query embedding {report.embed_ms_per_query} ms each, not in the latencies)")
+    for row in rows[1:]:
+        grid.add_row(*row)
+    Console(width=160).print(grid)
+    print(f"Report: {report.files['retrieval.md']} (chart: {report.files['retrieval.png'].name})")

@@ -97,7 +97,8 @@ def train(
     provider: Annotated[str, typer.Option(help=f"{' | '.join(PROVIDERS)}.")] = "local",
     model: ModelOpt = None,
     validation: Annotated[Optional[Path], typer.Option(help="Validation file (default: split off the data).")] = None,
-    val_fraction: ValFractionOpt = 0.1,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Share of the examples held out for validation "
+                                                      "(default 0.1; 0.2 for an embedder or reranker).")] = None,
     epochs: EpochsOpt = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Examples per step.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (local).")] = None,
@@ -118,10 +119,20 @@ def train(
     lr_multiplier: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier (OpenAI).")] = None,
     model_id: Annotated[Optional[str], typer.Option(hidden=True, help="A second id (assistant serve's ft:…).")]
     = None,
+    target: Annotated[str, typer.Option(help="What to tune: generator (the answering model) | embedder (retrieval: "
+                                             "questions near their answers) | reranker (a cross-encoder).")]
+    = "generator",
 ) -> None:
-    """Fine-tune on DATA and register the result as NAME (use it with --strategy fine-tuned:NAME)."""
+    """Fine-tune on DATA and register the result as NAME (use it with --strategy fine-tuned:NAME; an embedder
+    with ASSISTANT_EMBEDDER=NAME after `kb reindex --embedder NAME`, a reranker with ASSISTANT_RERANKER=NAME)."""
     settings = load_settings()
     registry = Registry.from_settings(settings)
+    if target in {"embedder", "reranker"}:
+        _train_retriever(settings, registry, target, name, data, validation, val_fraction, epochs, batch_size, lr,
+                         patience, seed, resume)
+        return
+    if target != "generator":
+        raise ConfigError(f"Unknown --target {target!r}; choose generator, embedder or reranker.")
     if provider == "openai":
         from assistant.finetune import openai_jobs
 
@@ -129,7 +140,7 @@ def train(
             raise ConfigError("--provider openai needs --model, e.g. --model gpt-4o-mini-2024-07-18.")
         openai_jobs.start_job(settings, registry, name, model, data, validation, suffix=suffix, epochs=epochs,
                               batch_size=batch_size, lr_multiplier=lr_multiplier, seed=seed,
-                              val_fraction=val_fraction)
+                              val_fraction=0.1 if val_fraction is None else val_fraction)
         _follow_openai(settings, registry, name)
         return
     if provider != "local":
@@ -147,6 +158,35 @@ def train(
     _print_record(record)
     if record.status == "succeeded":
         print(f"Use it: assistant ask \"…\" --strategy fine-tuned:{name}")
+
+
+def _train_retriever(settings, registry, target, name, data, validation, val_fraction, epochs, batch_size, lr,
+                     patience, seed, resume) -> None:
+    options = dict(epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience, seed=seed,
+                   val_fraction=val_fraction)
+    if target == "embedder":
+        from assistant.finetune.embedder import EmbedderTrainConfig, train_embedder
+
+        record = train_embedder(settings, registry, name, data, EmbedderTrainConfig.create(**options), validation,
+                                resume=resume)
+    else:
+        from assistant.finetune.reranker import RerankerTrainConfig, train_reranker
+
+        if resume:
+            raise ConfigError("A reranker run is short; it is not resumable: train it again under a new name.")
+        record = train_reranker(settings, registry, name, data, RerankerTrainConfig.create(**options), validation)
+    _print_record(record)
+    before, after = (record.metrics.get(k) for k in (("before", "after") if target == "embedder"
+                                                     else ("embedder_alone", "with_reranker")))
+    if before and after:
+        print("held-out retrieval: " + ", ".join(f"{m} {before[m]:.3f} → {after[m]:.3f}" for m in after))
+        if after["mrr@10"] <= before["mrr@10"]:
+            print(f"warning: it did not beat the {'base embedder' if target == 'embedder' else 'embedder alone'} on "
+                  "the held-out questions (more examples, or more epochs, may); keep it off until it does.")
+            return
+    if record.status == "succeeded":
+        print(f"Use it: assistant kb reindex --embedder {name}, then ASSISTANT_EMBEDDER={name}" if target == "embedder"
+              else f"Use it: ASSISTANT_RERANKER={name}")
 
 
 def _follow_openai(settings, registry, name: str) -> None:
@@ -210,7 +250,8 @@ def list_models(as_json: JsonOpt = False) -> None:
 def _print_record(record) -> None:
     metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.metrics.items())
     model = f" → {record.model_id}" if record.model_id else ""
-    print(f"{record.name}  [{record.provider}, {record.status}]  base {record.base_model}{model}  "
+    kind = "" if record.target == "generator" else f" {record.target}"
+    print(f"{record.name}  [{record.provider}{kind}, {record.status}]  base {record.base_model}{model}  "
           f"created {record.created}" + (f"\n  {metrics}" if metrics else "") +
           (f"\n  error: {record.error}" if record.error else ""))
 

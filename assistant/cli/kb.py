@@ -55,16 +55,21 @@ def retrieve(
     threshold: Annotated[Optional[float], typer.Option(help="Drop passages less similar (cosine) than this.")] = None,
     source: Annotated[Optional[list[str]], typer.Option(help="Only these documents (repeatable).")] = None,
     collection: CollectionOpt = None,
+    rerank: Annotated[bool, typer.Option(help="Re-score with ASSISTANT_RERANKER when one is set.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages of a knowledge base closest to a query, with source, location and score."""
     from assistant.retrieval import Retriever
 
     retriever = Retriever.from_settings(load_settings(), collection)
-    passages = retriever.retrieve(query, k, mode=mode, threshold=threshold, sources=source)  # type: ignore[arg-type]
+    passages = retriever.retrieve(query, k, mode=mode, threshold=threshold, sources=source,  # type: ignore[arg-type]
+                                  rerank=rerank)
     if as_json:
         print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
         return
+    if retriever.last_rerank_ms is not None:
+        print(f"(reranked the top {retriever.rerank_top_n} with {retriever.reranker.name} in "
+              f"{retriever.last_rerank_ms:.0f} ms)")
     if not passages:
         print("No passages found (empty knowledge base, or nothing passed the threshold/source filter).")
     for rank, passage in enumerate(passages, start=1):
@@ -103,13 +108,20 @@ def kb_remove(doc_id: Annotated[str, typer.Argument(help="Document id, as `kb li
 
 
 @kb_app.command("reindex")
-def kb_reindex(collection: CollectionOpt = None) -> None:
-    """Re-embed a knowledge base with the configured embedder (after changing ASSISTANT_EMBEDDER)."""
+def kb_reindex(
+    collection: CollectionOpt = None,
+    embedder: Annotated[Optional[str], typer.Option(help="Re-embed with this embedder: the name of one tuned here "
+                                                         "(finetune train --target embedder) or a folder.")] = None,
+) -> None:
+    """Re-embed a knowledge base with the configured embedder (after changing ASSISTANT_EMBEDDER), or --embedder."""
     from ingest.kb import reindex
 
-    settings = load_settings()
+    settings = load_settings(embedder=embedder)
     name = collection or settings.collection
     print(f"Reindexed {name}: {reindex(settings, name)} chunks.")
+    if embedder is not None:
+        print(f"Search it with the same embedder: set ASSISTANT_EMBEDDER={embedder} (or embedder = \"{embedder}\" in "
+              "assistant.toml); any other embedder is refused for this knowledge base.")
 
 
 @kb_app.command("stats")

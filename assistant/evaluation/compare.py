@@ -21,6 +21,7 @@ from assistant.config import Settings
 from assistant.errors import AssistantError
 from assistant.evaluation.evalset import EvalItem
 from assistant.strategies import Strategy, StrategySpec
+from ingest.pipeline import embedder_name
 
 StrategyFactory = Callable[[str], Strategy]
 
@@ -76,7 +77,9 @@ class Runner:
                  "max_tokens": s.max_tokens, "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed}
         if spec.rag:
             shape |= {"collection": self.collection, "k": self.k, "mode": s.retrieval_mode,
-                      "threshold": s.relevance_threshold, "chunking": [s.chunk_size, s.chunk_overlap]}
+                      "threshold": s.relevance_threshold, "chunking": [s.chunk_size, s.chunk_overlap],
+                      "embedder": embedder_name(s), "reranker": s.reranker,
+                      "rerank_top_n": s.rerank_top_n if s.reranker else None}
         if spec.few_shot:
             shape |= {"examples": _file_hash(self.examples), "fewshot_k": s.fewshot_k}
         if spec.fine_tuned:

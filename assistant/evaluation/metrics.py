@@ -171,6 +171,32 @@ def reciprocal_rank(retrieved: list[str], relevant: list[str]) -> float | None:
     return next((1.0 / rank for rank, d in enumerate(retrieved, 1) if any(_same_source(d, r) for r in relevant)), 0.0)
 
 
+def first_relevant_rank(documents: list[str], relevant: list[str]) -> int | None:
+    """1-based rank of the first relevant document in a list of distinct documents, or None."""
+    return next((rank for rank, d in enumerate(documents, 1) if any(_same_source(d, r) for r in relevant)), None)
+
+
+def recall_at_k(documents: list[str], relevant: list[str], k: int) -> float | None:
+    """Share of the named sources found among the first k distinct documents."""
+    if not relevant:
+        return None
+    return sum(any(_same_source(d, r) for d in documents[:k]) for r in relevant) / len(relevant)
+
+
+def ndcg_at_k(documents: list[str], relevant: list[str], k: int = 10) -> float | None:
+    """Binary-relevance nDCG over the first k distinct documents (each named source counts once)."""
+    if not relevant:
+        return None
+    found, gains = set(), 0.0
+    for rank, document in enumerate(documents[:k], 1):
+        match = next((r for r in relevant if r not in found and _same_source(document, r)), None)
+        if match is not None:
+            found.add(match)
+            gains += 1.0 / np.log2(rank + 1)
+    ideal = sum(1.0 / np.log2(rank + 1) for rank in range(1, min(k, len(relevant)) + 1))
+    return float(gains / ideal)
+
+
 # ---- statistics
 def percentile(values: Sequence[float], q: float) -> float | None:
     """q on numpy's 0..100 scale (linear interpolation)."""

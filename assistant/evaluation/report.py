@@ -143,12 +143,22 @@ def _markdown(eval_name: str, questions: int, summaries: list[Summary], warnings
         lines += [f"| {s.strategy} | {LABELS[metric]} | {c.mean_difference:+.3f} | {c.ci_low:+.3f} … "
                   f"{c.ci_high:+.3f} | {c.p_value:.3f} | {'yes' if c.significant else 'no'} |"
                   for s, metric, c in paired]
+    configured = [s for s in summaries if s.retrieval]
+    if configured:
+        lines += ["", "## Retrieval the rag strategies used", ""]
+        lines += [f"- {s.strategy}: {describe_retrieval(s.retrieval)}" for s in configured]
     lines += ["", "## Winner per metric", ""]
     lines += [f"- {LABELS[metric]}: **{name}**" for metric, name in winners(summaries).items()]
     lines += ["", "## Recommendation", "", recommend(summaries), "", "![comparison](comparison.png)"]
     if warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
     return "\n".join(lines) + "\n"
+
+
+def describe_retrieval(config: dict) -> str:
+    reranker = f"reranked by {config['reranker']} (top {config['rerank_top_n']})" if config.get("reranker") \
+        else "no reranker"
+    return f"{config['mode']} search, embedder {config['embedder']}, {reranker}"
 
 
 def _num(value: float | None) -> str:

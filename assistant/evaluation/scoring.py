@@ -29,6 +29,7 @@ class Summary:
     completion_tokens: float = 0.0
     declined_rate: float = 0.0
     cost_usd: float | None = None  # total over the eval set; None when no price is known
+    retrieval: dict | None = None  # rag: the configuration its answers used (mode, embedder, reranker)
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k not in {"ci", "vs_plain"}}
@@ -54,6 +55,7 @@ def score(items: list[EvalItem], answers: dict[str, dict[str, dict]], embed) -> 
                                         "sources": [{"number": s["number"], "source": s["source"],
                                                      "location": s["location"]} for s in answer["sources"]],
                                         "declined": answer["declined"],
+                                        "retrieval": answer.get("retrieval"),  # which configuration found them
                                         "metrics": _metrics(item, answer, float(next(similarity)))}
     return rows
 
@@ -79,6 +81,13 @@ def _metrics(item: EvalItem, answer: dict, similarity: float) -> dict:
     }
 
 
+def _configuration(rows: list[dict], strategy: str) -> dict | None:
+    """The retrieval configuration of a strategy's answers (one per run: the fingerprint keys the cache on it)."""
+    used = next((r["answers"][strategy].get("retrieval") for r in rows if r["answers"][strategy].get("retrieval")),
+                None)
+    return None if used is None else {k: v for k, v in used.items() if k != "rerank_ms"}
+
+
 def summarise(rows: list[dict], confidence: float = 0.95) -> list[Summary]:
     strategies = list(rows[0]["answers"]) if rows else []
     column = {s: {k: [r["answers"][s]["metrics"][k] for r in rows] for k in rows[0]["answers"][s]["metrics"]}
@@ -86,7 +95,7 @@ def summarise(rows: list[dict], confidence: float = 0.95) -> list[Summary]:
     summaries = []
     for strategy in strategies:
         values = column[strategy]
-        summary = Summary(strategy, len(rows))
+        summary = Summary(strategy, len(rows), retrieval=_configuration(rows, strategy))
         for metric in QUALITY:
             present = [v for v in values[metric] if v is not None]
             summary.means[metric] = float(np.mean(present)) if present else None

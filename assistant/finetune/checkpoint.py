@@ -1,5 +1,6 @@
-"""Resumable training state: the adapter weights (safetensors), optimizer and scheduler state, RNG state and the
-run's progress. Written to a staging folder and swapped in, so a run killed mid-save keeps the previous checkpoint.
+"""Resumable training state: the trained weights (safetensors: a LoRA adapter's, or a whole embedder's), optimizer
+and scheduler state, RNG state and the run's progress. Written to a staging folder and swapped in, so a run killed
+mid-save keeps the previous checkpoint.
 Optimizer state is loaded with `weights_only=True`: tensors and numbers only, never arbitrary pickled objects."""
 
 from __future__ import annotations
@@ -10,16 +11,16 @@ import shutil
 from pathlib import Path
 
 import torch
-from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
+WEIGHTS = "weights.safetensors"
 
-def save(folder: Path, model, optimizer, scheduler, state: dict) -> None:
+
+def save(folder: Path, weights: dict[str, torch.Tensor], optimizer, scheduler, state: dict) -> None:
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    weights = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(weights, staging / "adapter_model.safetensors")
+    save_file({k: v.detach().contiguous() for k, v in weights.items()}, staging / WEIGHTS)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}, staging / "trainer.pt")
     (staging / "state.json").write_text(json.dumps(state, indent=1))
@@ -40,10 +41,12 @@ def load_state(folder: Path) -> dict | None:
     return None
 
 
-def restore(state: dict, model, optimizer, scheduler) -> None:
+def restore(state: dict, optimizer, scheduler) -> dict[str, torch.Tensor]:
+    """Optimizer, scheduler and RNG back where the checkpoint left them; the weights for the caller to load."""
     folder = Path(state["_folder"])
-    set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
     saved = torch.load(folder / "trainer.pt", weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])
+    legacy = folder / "adapter_model.safetensors"  # checkpoints written before the weights file was renamed
+    return load_file(legacy if legacy.is_file() and not (folder / WEIGHTS).is_file() else folder / WEIGHTS)

@@ -109,7 +109,7 @@ def _tokenizer(settings: Settings, model: str | None):
 
 class _Run:
     def __init__(self, settings, registry, name, config, train_set, val_set, base_model, state, progress, on_step):
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 
         from assistant.models.local_weights import resolve_source, weights_folder
@@ -156,7 +156,7 @@ class _Run:
                                "trained_tokens": 0, "seconds": 0.0, "config": config.model_dump(),
                                "data_hash": dataset_hash(train_set), "stopped_early": False}
         if state is not None:
-            checkpoint.restore(state, self.model, self.optimizer, self.scheduler)
+            set_peft_model_state_dict(self.model, checkpoint.restore(state, self.optimizer, self.scheduler))
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def train(self) -> ModelRecord:
@@ -280,7 +280,10 @@ class _Run:
             out.write(json.dumps(entry) + "\n")
 
     def _checkpoint(self) -> None:
-        checkpoint.save(self.run_dir / "checkpoint", self.model, self.optimizer, self.scheduler, self.state)
+        from peft import get_peft_model_state_dict
+
+        checkpoint.save(self.run_dir / "checkpoint", get_peft_model_state_dict(self.model), self.optimizer,
+                        self.scheduler, self.state)
 
     def _save_adapter(self) -> None:
         target = self.registry.adapter_dir(self.name)

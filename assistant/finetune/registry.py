@@ -41,6 +41,7 @@ class ModelRecord:
     model_id: str | None = None  # openai: the fine_tuned_model id once the job succeeded; local: a served ft:… id
     job_id: str | None = None  # openai: the fine-tuning job
     error: str | None = None
+    target: str = "generator"  # what was tuned: generator (LoRA / OpenAI), embedder, reranker
 
     @property
     def ready(self) -> bool:

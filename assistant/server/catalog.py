@@ -36,7 +36,7 @@ class ServedModel:
 def catalog(settings: Settings) -> list[ServedModel]:
     from assistant.finetune.registry import Registry
 
-    ready = [r for r in Registry.from_settings(settings).list() if r.ready]
+    ready = [r for r in Registry.from_settings(settings).list() if r.ready and r.target == "generator"]
     prompts = ["plain"] + (["rag"] if _has_knowledge_base(settings) else [])
     if settings.examples is not None:
         prompts += ["few-shot"] + (["rag+few-shot"] if "rag" in prompts else [])

@@ -60,6 +60,10 @@ def generator_for(name: str, settings: Settings, backend: str | None = None, mod
 
     registry = Registry.from_settings(settings)
     record = registry.get(spec.fine_tuned)
+    if record.target != "generator":
+        setting = "ASSISTANT_EMBEDDER" if record.target == "embedder" else "ASSISTANT_RERANKER"
+        raise ConfigError(f"{record.name!r} is a tuned {record.target}, not a model that answers: use it with "
+                          f"{setting}={record.name}.")
     if not record.ready:
         raise ModelUnavailable(f"The fine-tuned model {record.name!r} is {record.status}, not ready to answer"
                                + (f" ({record.error})" if record.error else "") + ". See `assistant finetune list`.")
@@ -75,7 +79,7 @@ def available_strategies(settings: Settings) -> list[str]:
 
     names = ["plain", "few-shot", "rag", "rag+few-shot"]
     for record in Registry.from_settings(settings).list():
-        if record.ready:
+        if record.ready and record.target == "generator":
             names += [f"fine-tuned:{record.name}", f"rag+fine-tuned:{record.name}", f"few-shot+fine-tuned:{record.name}"]
     return names
 

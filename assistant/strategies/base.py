@@ -35,6 +35,7 @@ class Prepared:
     sources: list[Source] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     direct_reply: str | None = None  # e.g. "nothing relevant found": answered without generating
+    retrieval: dict | None = None  # rag: how the passages were found (Retriever.describe), and what it took
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Answer:
     latency_s: float
     runtime: str | None = None  # what ran the model: "llama.cpp (CPU, AVX512 kernels)", a fallback and its reason
     finish_reason: str = "stop"  # "length" when max_tokens cut the answer
+    retrieval: dict | None = None  # rag: mode, embedder, reranker (and its ms) that found the sources
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -149,7 +151,7 @@ class AnswerStream(Iterator[str]):
         cited = list(dict.fromkeys(int(n) for n in _CITATION.findall(text) if int(n) in numbers))
         self._answer = Answer(text, strategy.name, model, prepared.sources, prepared.examples, cited,
                               prepared.direct_reply is not None, usage, time.perf_counter() - self._started,
-                              getattr(strategy.generator, "runtime", None), finish)
+                              getattr(strategy.generator, "runtime", None), finish, prepared.retrieval)
 
     def close(self) -> None:
         """Stop generating (the reader went away): the model is free for the next request at once."""

@@ -25,19 +25,20 @@ class RagStrategy(Strategy):
     def _prepare(self, question: str, history: Sequence[Message]) -> Prepared:
         passages = self.retriever.retrieve(retrieval_query(question, history), self.k, self.mode,  # type: ignore
                                            self.threshold, self.sources)
+        retrieval = self.retriever.describe(self.mode)
         if not passages:
-            return Prepared(direct_reply=NOTHING_RELEVANT)
+            return Prepared(direct_reply=NOTHING_RELEVANT, retrieval=retrieval)
         passages = self._fit(question, history, passages)
         blocks = [source_block(n, p.source, p.location, p.text) for n, p in enumerate(passages, start=1)]
         sources = [Source(n, p.source, p.location, p.text, p.score, p.chunk_id)
                    for n, p in enumerate(passages, start=1)]
         messages = rag_chat(question, blocks, history)
         if self.bank is None:
-            return Prepared(messages, sources)
+            return Prepared(messages, sources, retrieval=retrieval)
         from assistant.strategies.fewshot import select_examples
 
         examples = select_examples(self.generator, self.bank, question, self.examples_k, messages)
-        return Prepared(with_examples(messages, examples), sources, examples)
+        return Prepared(with_examples(messages, examples), sources, examples, retrieval=retrieval)
 
     def _fit(self, question: str, history: Sequence[Message], passages: list[Passage]) -> list[Passage]:
         """Drop the lowest-ranked passages until the prompt leaves room for the answer in the context window."""
