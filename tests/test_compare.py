@@ -86,9 +86,17 @@ def test_every_pair_is_answered_once_and_the_report_is_written(setup) -> None:
     assert "token_f1" in by_name["rag"].vs_plain
     report = result.files["report.md"].read_text()
     assert "| rag |" in report and "## Recommendation" in report and "rag answers closest" in report
+    # each rag answer records how its sources were found; plain's none
+    assert {r["answers"]["rag"]["retrieval"]["mode"] for r in rows} == {"hybrid"}
+    assert rows[0]["answers"]["rag"]["retrieval"]["reranker"] is None
+    assert rows[0]["answers"]["plain"]["retrieval"] is None
+    assert by_name["rag"].retrieval["embedder"] == "all-MiniLM-L6-v2" and by_name["plain"].retrieval is None
+    assert "- rag: hybrid search, embedder all-MiniLM-L6-v2, no reranker" in report
 
     again = run(["plain", "rag"])
     assert again.computed == 0 and built == ["plain", "rag"]  # everything came from the cache
+    dense = run(["plain", "rag"], retrieval_mode="dense")
+    assert dense.computed == 3 and built == ["plain", "rag", "rag"]  # another retrieval configuration: answered anew
 
 
 def test_an_interrupted_run_resumes_without_recomputing(setup) -> None:
