@@ -269,3 +269,19 @@ def test_a_failed_replacement_puts_the_old_file_back() -> None:
     assert second.rows()[0]["status"] == "failed" and second.rows()[0]["reason"] == "decode_error"
     assert path.read_bytes() == b"the first version"
     assert sorted(p.name for p in path.parent.iterdir()) == ["doc.txt"]  # no temporary or backup files left
+
+
+def test_retrieval_evaluation_scores_every_mode_without_generating(tmp_path: Path) -> None:
+    seed(tmp_path)
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text('{"question": "how long do I hold the reset button", "answer": "10 s", "sources": ["reset.md"]}\n'
+                         '{"question": "which port does the VPN use", "answer": "51820", "sources": ["vpn.md"]}\n')
+    app = page()
+    app.text_input(key="kb_eval").input(str(eval_file))
+    button(app, "Evaluate retrieval").click().run()
+    assert not app.exception
+    (table,) = [frame.value.to_dict("records") for frame in app.dataframe if "configuration" in frame.value.columns]
+    assert [row["configuration"] for row in table] == ["dense", "bm25", "hybrid"]
+    assert all(float(row["hit@10"]) == 100.0 for row in table)  # two documents: each is found within 10
+    assert any("2 questions (0 without sources)" in c.value for c in app.caption)
+    assert (load_settings().home / "comparisons" / "eval" / "retrieval.json").is_file()
