@@ -165,3 +165,30 @@ def test_the_registry_the_loss_chart_and_chat_with_a_model(openai_server, monkey
     assert not app.exception, app.exception
     assert app.session_state["strategy"] == "fine-tuned:faq"
     assert app.title[0].value != "Fine-tune"  # now on the chat page
+
+
+def test_the_embedder_is_a_target_and_its_before_after_retrieval_is_shown() -> None:
+    app = page(("train.jsonl", jsonl(GOOD)))
+    app.radio(key="ft_target").set_value("embedder").run()
+    assert not app.exception, app.exception
+    assert not [r for r in app.radio if r.key == "ft_provider"]  # an embedder is tuned here, on this machine
+    app.text_input(key="ft_name").set_value("router-emb").run()
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert not app.exception, app.exception
+    settings = load_settings()
+    [job] = jobs.list_jobs(settings, "finetune")
+    flags = dict(zip(job.argv[3::2], job.argv[4::2]))
+    assert flags["--target"] == "embedder" and flags["--val-fraction"] == "0.2" and "--lora-r" not in flags
+    jobs.stop(settings, job, True)
+    wait_for(lambda: not job.running, what="the stopped run")
+
+    registry = Registry.from_settings(settings)
+    registry.save(ModelRecord("faq-emb", "local", "all-MiniLM-L6-v2", "succeeded", target="embedder", metrics={
+        "before": {"hit@1": 0.5, "mrr@10": 0.625}, "after": {"hit@1": 0.75, "mrr@10": 0.8}, "best_epoch": 2}))
+    app.run()
+    [table] = [frame for frame in app.dataframe if "tunes" in frame.value.columns]
+    row = table.value[table.value["name"] == "faq-emb"].iloc[0]
+    assert row["tunes"] == "embedder" and row["metrics"] == "hit@1 0.500 → 0.750, mrr@10 0.625 → 0.800"
+    assert any("kb reindex --embedder faq-emb" in c.value for c in app.caption)
+    chat_models = [s for s in app.selectbox if s.key == "ft_chat_model"]
+    assert not chat_models or "faq-emb" not in chat_models[0].options  # an embedder does not answer

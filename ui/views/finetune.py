@@ -11,6 +11,7 @@ import streamlit as st
 
 from assistant import datasets_folder, jobs
 from assistant.errors import AssistantError
+from assistant.finetune.embedder import EmbedderTrainConfig
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.registry import Registry, check_name
 from assistant.safety import sanitise_markdown
@@ -19,6 +20,7 @@ from ui.core import job_log, keep_upload, recent_jobs, settings_or_stop
 SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "examples.jsonl"
 OPENAI_BASE = "gpt-4o-mini-2024-07-18"
 DEFAULTS = LoraTrainConfig()
+EMBEDDER = EmbedderTrainConfig()
 
 settings = settings_or_stop()
 registry = Registry.from_settings(settings)
@@ -121,6 +123,15 @@ def show_run(job: jobs.Job, latest: bool) -> None:
         job_log(job)
 
 
+def metrics_text(metrics: dict) -> str:
+    """A run's metrics in a line; a retrieval run's held-out scores as before → after."""
+    if isinstance(metrics.get("before"), dict) and isinstance(metrics.get("after"), dict):
+        return ", ".join(f"{k} {metrics['before'][k]:.3f} → {v:.3f}" for k, v in metrics["after"].items()
+                         if k in metrics["before"])
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                     if not isinstance(v, dict))
+
+
 def runs_panel() -> None:
     """Rerun on its own every two seconds while a run is going (st.fragment), so the loss curve moves."""
     current, ended = recent_jobs(settings, "finetune", 5)
@@ -150,9 +161,24 @@ data = Path(st.selectbox("Dataset", choices, key="ft_data",
 
 # -- 2. settings ------------------------------------------------------------------------------------------------
 st.subheader("Training settings")
-provider = st.radio("Provider", ["local", "openai"], horizontal=True, key="ft_provider",
-                    captions=["LoRA adapter on a local model, on this machine", "an OpenAI fine-tuning job"])
-if provider == "local":
+target = st.radio("What to tune", ["generator", "embedder"], horizontal=True, key="ft_target",
+                  captions=["the model that answers", "retrieval: the knowledge base's embedder, on the same pairs"])
+provider = "local" if target == "embedder" else st.radio(
+    "Provider", ["local", "openai"], horizontal=True, key="ft_provider",
+    captions=["LoRA adapter on a local model, on this machine", "an OpenAI fine-tuning job"])
+if target == "embedder":
+    model = None
+    a, b, c, d = st.columns(4)
+    options = {"epochs": a.number_input("Epochs", 1, 100, EMBEDDER.epochs, key="ft_emb_epochs"),
+               "lr": b.number_input("Learning rate", 1e-7, 1.0, EMBEDDER.learning_rate, format="%g", step=1e-5,
+                                    key="ft_emb_lr"),
+               "batch_size": c.number_input("Batch size (in-batch negatives)", 2, 1024, EMBEDDER.batch_size,
+                                            key="ft_emb_batch"),
+               "patience": d.number_input("Patience", 0, 100, EMBEDDER.patience, key="ft_emb_patience"),
+               "val_fraction": a.number_input("Held-out fraction", 0.05, 0.9, EMBEDDER.val_fraction, step=0.05,
+                                              key="ft_emb_val"),
+               "target": "embedder"}
+elif provider == "local":
     model = st.text_input("Base model", key="ft_model", placeholder="the bundled SmolLM2-135M-Instruct",
                           help="A local Hugging Face folder or .gguf file; empty: the bundled model.") or None
     a, b, c, d = st.columns(4)
@@ -198,7 +224,7 @@ if st.button("Start training", type="primary", disabled=report is None or not na
         argv = ["finetune", "train", str(data), "--name", name, "--provider", provider,
                 *jobs.cli_flags({"model": model, **options})]
         jobs.start(settings, "finetune", argv, f"{name} ← {data.name}",
-                   {"name": name, "provider": provider, "data": str(data)})
+                   {"name": name, "provider": provider, "data": str(data), "target": target})
         st.success(f"Training {name} in the background: it goes on if you leave or reload this page.")
         runs = jobs.list_jobs(settings, "finetune")
     except AssistantError as exc:
@@ -214,10 +240,14 @@ if not records:
     st.caption("None yet.")
 else:
     st.dataframe(pd.DataFrame([{
-        "name": r.name, "provider": r.provider, "base": r.base_model, "status": r.status, "created": r.created,
-        "metrics": ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.metrics.items()),
-        "model id": r.model_id or "", "error": r.error or ""} for r in records]), hide_index=True)
-    ready = [r.name for r in records if r.ready]
+        "name": r.name, "tunes": r.target, "provider": r.provider, "base": r.base_model, "status": r.status,
+        "created": r.created, "metrics": metrics_text(r.metrics), "model id": r.model_id or "",
+        "error": r.error or ""} for r in records]), hide_index=True)
+    for r in records:
+        if r.target == "embedder" and r.ready:
+            st.caption(f"Retrieval with {r.name}, held-out questions before → after: {metrics_text(r.metrics)}. Use "
+                       f"it: `assistant kb reindex --embedder {r.name}`, then ASSISTANT_EMBEDDER={r.name}.")
+    ready = [r.name for r in records if r.ready and r.target == "generator"]
     if ready:
         chosen = st.selectbox("Model", ready, index=len(ready) - 1, key="ft_chat_model")
         if st.button("Chat with this model", icon="💬"):
