@@ -274,8 +274,9 @@ def test_a_failed_replacement_puts_the_old_file_back() -> None:
 def test_retrieval_evaluation_scores_every_mode_without_generating(tmp_path: Path) -> None:
     seed(tmp_path)
     eval_file = tmp_path / "eval.jsonl"
-    eval_file.write_text('{"question": "how long do I hold the reset button", "answer": "10 s", "sources": ["reset.md"]}\n'
-                         '{"question": "which port does the VPN use", "answer": "51820", "sources": ["vpn.md"]}\n')
+    eval_file.write_text(
+        '{"question": "how long do I hold the reset button", "answer": "10 s", "sources": ["reset.md"]}\n'
+        '{"question": "which port does the VPN use", "answer": "51820", "sources": ["vpn.md"]}\n')
     app = page()
     app.text_input(key="kb_eval").input(str(eval_file))
     button(app, "Evaluate retrieval").click().run()
