@@ -43,6 +43,9 @@ def served(model_home: Path):
     env = {**os.environ, "ASSISTANT_HOME": str(model_home), "ASSISTANT_COLLECTION": "sample",
            "ASSISTANT_MAX_TOKENS": "48", "ASSISTANT_EXAMPLES": str(SAMPLE.parent / "examples.jsonl")}
     assert run("ingest", str(SAMPLE), env=env).returncode == 0
+    # a finished comparison for the Compare page to show (its screenshot is the README's): two strategies, 3 questions
+    compared = run("compare", str(SAMPLE.parent / "eval.jsonl"), "--strategies", "plain,rag", "--limit", "3", env=env)
+    assert compared.returncode == 0, compared.stderr
     port = _free_port()
     server = subprocess.Popen([ASSISTANT, "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -90,6 +93,9 @@ def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: s
                 page.get_by_test_id("stMainBlockContainer").wait_for(timeout=HANG_GUARD_S * 1000)
                 page.wait_for_timeout(3000)  # let the page finish its first run
                 shots.append(_shot(page, name))
+            if name == "compare":  # the finished comparison: its table and chart
+                expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+                expect(page.get_by_test_id("stImage").first).to_be_visible()
         browser.close()
     assert all(shot.stat().st_size > 10_000 for shot in shots)
     if target := os.environ.get("RAGTUNE_SCREENSHOTS"):

@@ -202,6 +202,16 @@ def test_a_bad_knowledge_base_name_is_an_error_not_a_traceback() -> None:
     assert "not a valid knowledge base name" in app.error[0].value
 
 
+def test_every_icon_is_a_material_icon() -> None:
+    """Emoji icons need an emoji font, which a headless or minimal machine lacks (the README's screenshots showed
+    empty boxes); Streamlit ships its Material icons with the page."""
+    import re
+
+    ui = Path(PAGE).parents[1]
+    icons = [m for f in ui.rglob("*.py") for m in re.findall(r'\b(?:page_)?icon="([^"]*)"', f.read_text())]
+    assert len(icons) >= 8 and all(icon.startswith(":material/") for icon in icons), icons
+
+
 def test_no_unsafe_html_in_the_ui() -> None:
     for source in (Path(PAGE).parents[1]).rglob("*.py"):
         assert "unsafe_allow_html" not in source.read_text(), source

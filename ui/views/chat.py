@@ -32,11 +32,11 @@ with st.sidebar:
                               index=collections.index(base.collection) if base.collection in collections else 0)
     k = st.slider("Passages (k)", 1, 12, base.top_k)
     max_tokens = st.number_input("Max tokens", 16, 4096, base.max_tokens, step=16)
-    if st.button("New chat", icon="🧹"):
+    if st.button("New chat", icon=":material/cleaning_services:"):
         history.clear()
         shown.clear()
-    if st.button("Training file from feedback", icon="📝", help="Accepted and corrected answers → a dataset for "
-                 "the Fine-tune page."):
+    if st.button("Training file from feedback", icon=":material/edit_note:",
+                 help="Accepted and corrected answers → a dataset for the Fine-tune page."):
         path, count = feedback.export_training(base.home)
         st.success(f"{count} examples written to {path.name}")
 
@@ -65,7 +65,7 @@ def feedback_controls(turn: dict) -> None:
     """Thumbs and a correction box; each change is one line in <home>/feedback.jsonl."""
     key = turn["answer_id"]
     rating = st.feedback("thumbs", key=f"rating-{key}")
-    with st.popover("Edit the answer", icon="✏️"):
+    with st.popover("Edit the answer", icon=":material/edit:"):
         edited = st.text_area("Corrected answer", value=turn["text"], key=f"edit-{key}")
         save = st.button("Save correction", key=f"save-{key}")
     if rating != turn.get("rating") or save:

@@ -250,6 +250,6 @@ else:
     ready = [r.name for r in records if r.ready and r.target == "generator"]
     if ready:
         chosen = st.selectbox("Model", ready, index=len(ready) - 1, key="ft_chat_model")
-        if st.button("Chat with this model", icon="💬"):
+        if st.button("Chat with this model", icon=":material/chat:"):
             st.session_state["strategy"] = f"fine-tuned:{chosen}"
             st.switch_page("views/chat.py")
