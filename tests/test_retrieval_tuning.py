@@ -148,3 +148,27 @@ def test_tuned_models_are_not_answering_models(tuned) -> None:
     assert "fine-tuned:jargon" not in available_strategies(settings)
     with pytest.raises(ConfigError, match="tuned embedder.*ASSISTANT_EMBEDDER=jargon"):
         generator_for("fine-tuned:jargon", settings)
+
+
+def test_retrieval_only_scores_a_tuned_embedder_beside_the_knowledge_bases_own(tuned, tmp_path: Path) -> None:
+    from assistant.evaluation.retrieval_only import evaluate
+    from ingest.pipeline import Ingestor
+
+    settings, _, _, _, held = tuned
+    docs, rows = tmp_path / "docs", [json.loads(line) for line in held.read_text().splitlines()]
+    docs.mkdir()
+    for index, row in enumerate(rows):
+        (docs / f"answer-{index:02d}.txt").write_text(row["completion"])
+    base = settings.model_copy(update={"collection": "jargon-eval"})
+    Ingestor(base).run([docs], "jargon-eval")
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps({"question": r["prompt"], "answer": r["completion"],
+                                             "sources": [f"answer-{i:02d}.txt"]}) + "\n" for i, r in enumerate(rows)))
+    report = evaluate(base, eval_file, ["dense", "hybrid"], (1, 5), embedders=("jargon",), out_dir=tmp_path / "out")
+    by_name = {c.name: c for c in report.configs}
+    assert list(by_name) == ["dense", "hybrid", "dense@jargon", "hybrid@jargon"]
+    assert by_name["dense@jargon"].hit[1] > by_name["dense"].hit[1]
+    assert by_name["dense@jargon"].mrr > by_name["dense"].mrr
+    from ingest.store import KnowledgeStore
+
+    assert KnowledgeStore(base).get("jargon-eval").embedder == "all-MiniLM-L6-v2"  # the knowledge base untouched

@@ -36,11 +36,14 @@ def compare(
     modes: Annotated[str, typer.Option(help="--retrieval-only: dense,bm25,hybrid.")] = "dense,bm25,hybrid",
     ks: Annotated[str, typer.Option(help="--retrieval-only: the k values to report.")] = "1,3,5,10",
     rerank: Annotated[bool, typer.Option(help="--retrieval-only: also each mode + ASSISTANT_RERANKER.")] = False,
+    embedders: Annotated[str, typer.Option(help="--retrieval-only: also these embedders (tuned here, or folders), "
+                                                "comma-separated, on a scratch copy of the chunks.")] = "",
 ) -> None:
     """Answer every question with every strategy (greedy, cached, resumable) and report which is best; with
     --retrieval-only, score only how well each retrieval mode finds the sources the questions name (seconds)."""
     if retrieval_only:
-        _retrieval_only(eval_file, collection, modes, ks, rerank, limit, out, as_json)
+        _retrieval_only(eval_file, collection, modes, ks, rerank, limit, out, as_json,
+                        tuple(e.strip() for e in embedders.split(",") if e.strip()))
         return
     from assistant.evaluation.compare import compare as run
     from assistant.evaluation.report import table
@@ -65,7 +68,7 @@ def compare(
 
 
 def _retrieval_only(eval_file: Path, collection: str | None, modes: str, ks: str, rerank: bool, limit: int | None,
-                    out: Path | None, as_json: bool) -> None:
+                    out: Path | None, as_json: bool, embedders: tuple[str, ...]) -> None:
     from assistant.errors import ConfigError
     from assistant.evaluation.retrieval_only import evaluate, table
 
@@ -76,7 +79,7 @@ def _retrieval_only(eval_file: Path, collection: str | None, modes: str, ks: str
     if not k_values or min(k_values) < 1:
         raise ConfigError("--ks needs at least one k of 1 or more.")
     report = evaluate(load_settings(), eval_file, [m.strip() for m in modes.split(",") if m.strip()], k_values,
-                      collection, rerank, limit, out)
+                      collection, rerank, limit, out, embedders=embedders)
     if as_json:
         print(report.files["retrieval.json"].read_text())
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +61,9 @@ class RetrievalReport:
 
 def evaluate(settings: Settings, eval_path: Path, modes: list[str], ks: tuple[int, ...] = DEFAULT_KS,
              collection: str | None = None, rerank: bool = False, limit: int | None = None,
-             out_dir: Path | None = None, retriever=None) -> RetrievalReport:
+             out_dir: Path | None = None, retriever=None, embedders: tuple[str, ...] = ()) -> RetrievalReport:
+    """`embedders`: other embedders (tuned here, or folders) to score beside the knowledge base's own, each on a
+    scratch copy of its chunks embedded with it — the modes that use vectors (dense, hybrid), named MODE@EMBEDDER."""
     from assistant.retrieval import MODES, Retriever
 
     unknown = [mode for mode in modes if mode not in MODES]
@@ -82,6 +85,14 @@ def evaluate(settings: Settings, eval_path: Path, modes: list[str], ks: tuple[in
     depth = max(max(ks), DEPTH)
     configs = [(mode, False) for mode in modes] + ([(mode, True) for mode in modes] if rerank else [])
     results = [_run(retriever, named, vectors, mode, with_rerank, ks, depth) for mode, with_rerank in configs]
+    for name in embedders:
+        with tempfile.TemporaryDirectory(prefix="retrieval-only-") as scratch:
+            other = _reembedded(settings, retriever, name, Path(scratch))
+            other_vectors = other.embedder.embed([item.question for item in named])
+            for mode in (m for m in modes if m != "bm25"):
+                result = _run(other, named, other_vectors, mode, False, ks, depth)
+                result.name = f"{mode}@{other.embedder.name}"
+                results.append(result)
     report = RetrievalReport(eval_path.stem, retriever.collection.name, retriever.embedder.name, len(named),
                              len(items) - len(named), round(embed_ms, 2), tuple(ks), results)
     folder = out_dir or settings.home / "comparisons" / eval_path.stem
@@ -105,6 +116,20 @@ def _run(retriever, items, vectors, mode: str, rerank: bool, ks, depth: int) -> 
     ndcg = _mean(m.ndcg_at_k(r["retrieved"], r["sources"], DEPTH) for r in rows)
     return ConfigResult(mode + ("+rerank" if rerank else ""), mode, rerank, hit, recall, mrr, ndcg,
                         round(m.percentile(latencies, 50), 2), round(m.percentile(latencies, 95), 2), rows)
+
+
+def _reembedded(settings: Settings, retriever, embedder: str, scratch: Path):
+    """The retriever's chunks embedded with another embedder, in a scratch embedded Chroma (the store is untouched)."""
+    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.retrieval import Retriever
+    from ingest.store import KnowledgeStore
+
+    other = SentenceTransformerEmbedder.from_settings(settings.model_copy(update={"embedder": embedder}))
+    store = KnowledgeStore(settings.model_copy(update={"home": scratch, "chroma_url": None}))
+    copy = store.get_or_create(retriever.collection.name, other.name, other.dimension)
+    for ids, texts, metadatas in retriever.collection.all_records():
+        copy.upsert(ids, other.embed(texts), texts, metadatas)
+    return Retriever(copy, other, scratch / "bm25")
 
 
 def _mean(values) -> float:
