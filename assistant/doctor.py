@@ -26,6 +26,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
     yield _check("llama.cpp (GGUF runtime)", lambda: _llama_cpp(settings))
     yield _check(f"backend {settings.backend}", lambda: _try_backend(settings))
     yield _check(f"knowledge base {settings.collection}", lambda: _knowledge_base(settings))
+    yield _check("retrieval", lambda: _retrieval(settings))
 
 
 def _check(name: str, probe: Callable[[], str]) -> Check:
@@ -53,6 +54,17 @@ def _knowledge_base(settings: Settings) -> str:
         return f"not created yet in {store.where}; `assistant ingest PATH` creates it"
     collection = store.get(settings.collection, embedder_name(settings))  # refuses a mismatched embedder
     return f"{collection.count()} chunks in {store.where} ({collection.embedder})"
+
+
+def _retrieval(settings: Settings) -> str:
+    """What the rag strategies search with; a tuned embedder or reranker that is missing or not ready fails here."""
+    from assistant.embeddings import embedder_source
+    from assistant.rerank import reranker_source
+
+    _, embedder = embedder_source(settings)
+    reranker = reranker_source(settings)
+    reranking = f"reranker {reranker} (top {settings.rerank_top_n})" if reranker else "no reranker"
+    return f"{settings.retrieval_mode} search, embedder {embedder}, {reranking}"
 
 
 def _try_backend(settings: Settings) -> str:

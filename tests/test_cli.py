@@ -105,11 +105,20 @@ def test_chat_keeps_the_conversation(openai_server: OpenAICompatibleServer) -> N
 def test_doctor_passes_on_a_healthy_install(model_home: Path) -> None:
     result = run("doctor", env={"ASSISTANT_HOME": str(model_home)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("[ok  ]") == 7
+    assert result.stdout.count("[ok  ]") == 8
     assert "[ok  ] device: cpu" in result.stdout or "[ok  ] device: cuda" in result.stdout
     assert "[ok  ] llama.cpp (GGUF runtime): llama-cpp-python 0.3.36, auto build" in result.stdout
     assert "SmolLM2-135M-Instruct loaded in" in result.stdout and "(llama.cpp (" in result.stdout
     assert "knowledge base knowledge: not created yet" in result.stdout
+    assert "[ok  ] retrieval: hybrid search, embedder all-MiniLM-L6-v2, no reranker" in result.stdout
+
+
+def test_doctor_says_when_the_configured_reranker_is_missing(tmp_path: Path) -> None:
+    from assistant.config import load_settings
+    from assistant.doctor import _check, _retrieval
+
+    check = _check("retrieval", lambda: _retrieval(load_settings(reranker=str(tmp_path / "gone"))))
+    assert not check.ok and "neither a reranker trained here nor a CrossEncoder folder" in check.detail
 
 
 def test_doctor_reports_a_missing_model_package(tmp_path: Path) -> None:
