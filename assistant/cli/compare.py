@@ -30,6 +30,9 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: <data home>/comparisons/<eval>).")]
     = None,
     fresh: Annotated[bool, typer.Option(help="Ignore cached answers and answer everything again.")] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Questions in flight at once: for a server "
+                                             "(openai backend, vLLM, assistant serve) that answers many together.")]
+    = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the table.")] = False,
     retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Score retrieval alone (no generation): "
                                                  "hit@k, MRR, nDCG@10, recall, latency per mode.")] = False,
@@ -50,7 +53,8 @@ def compare(
 
     settings = load_settings(backend=backend, model=model, max_tokens=max_tokens)
     names = [name.strip() for name in strategies.split(",") if name.strip()]
-    result = run(settings, eval_file, names, out, collection, k, examples, limit, fresh, progress=not as_json)
+    result = run(settings, eval_file, names, out, collection, k, examples, limit, fresh, progress=not as_json,
+                 concurrency=concurrency)
     if as_json:
         print(result.files["summary.json"].read_text())
         return

@@ -4,14 +4,21 @@ Finished answers are appended to `<out>/answers/<strategy>.jsonl` as they come, 
 everything that shapes them (strategy, model, knowledge base, k, examples file, generation settings). A re-run reuses
 the lines whose fingerprint still matches: an interrupted run resumes where it stopped, and adding a strategy later
 runs only that one.
+
+With `concurrency` N > 1, N questions are in flight at once (threads: the work is waiting on a server — an OpenAI
+endpoint, vLLM, `assistant serve`); retries with backoff on 429 and 5xx are the openai client's own
+(ASSISTANT_OPENAI_MAX_RETRIES). Answers do not depend on the order they finish in, and the cache is written by the
+calling thread, a line per answer, as each one finishes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +44,11 @@ class RunResult:
 class Runner:
     def __init__(self, settings: Settings, strategies: list[str], out_dir: Path, collection: str | None = None,
                  k: int | None = None, examples: Path | None = None, factory: StrategyFactory | None = None,
-                 progress: bool = True, embedder=None) -> None:
+                 progress: bool = True, embedder=None, concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise AssistantError(f"Concurrency must be 1 or more, got {concurrency}.")
         self.settings, self.out_dir, self.progress = settings, out_dir, progress
+        self.concurrency = concurrency
         self.strategies = [StrategySpec.parse(name).name for name in strategies]  # canonical, validated up front
         if len(set(self.strategies)) != len(self.strategies):
             raise AssistantError(f"A strategy is named twice in {', '.join(strategies)}.")
@@ -58,17 +68,55 @@ class Runner:
         bar = tqdm(total=len(items) * len(self.strategies), initial=len(items) * len(self.strategies) - len(todo),
                    desc="answering", unit="answer", disable=not self.progress)
         built: dict[str, Strategy] = {}
+
+        def strategy(name: str) -> Strategy:  # built in this thread, the first time it is needed
+            if name not in built:
+                built[name] = self.factory(name)
+            return built[name]
+
+        if self.concurrency == 1:
+            answers = ((name, item, strategy(name).answer(item.question)) for name, item in todo)
+        else:
+            answers = self._concurrently(todo, {name: strategy(name) for name in dict.fromkeys(n for n, _ in todo)})
         with bar:
-            for name, item in todo:
-                if name not in built:
-                    built[name] = self.factory(name)
+            for name, item, answer in answers:
                 bar.set_postfix_str(name, refresh=False)
-                answer = built[name].answer(item.question).to_dict()
-                self._append(name, item, answer)
-                result.answers[name][item.id] = answer
+                row = answer.to_dict()
+                self._append(name, item, row)
+                result.answers[name][item.id] = row
                 result.computed += 1
                 bar.update()
         return result
+
+    def _concurrently(self, todo: list[tuple[str, EvalItem]], strategies: dict[str, Strategy]) -> Iterator:
+        """(strategy, item, answer) as each finishes, `concurrency` at a time. After an error the questions not
+        started are dropped, those in flight still finish and are kept (cached), then the error is raised.
+        Finished futures arrive through their done-callbacks: `as_completed` never hears of a cancelled one."""
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="compare")
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        futures: dict[Future, tuple[str, EvalItem]] = {}
+        for name, item in todo:
+            future = pool.submit(strategies[name].answer, item.question)
+            futures[future] = (name, item)
+            future.add_done_callback(finished.put)
+        error: Exception | None = None
+        try:
+            for _ in futures:
+                future = finished.get()
+                if future.cancelled():
+                    continue
+                try:
+                    answer = future.result()
+                except Exception as exc:
+                    error = error or exc
+                    for pending in futures:
+                        pending.cancel()  # only those not started yet
+                    continue
+                yield *futures[future], answer
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if error is not None:
+            raise error
 
     # -- the cache ---------------------------------------------------------------------------------------------
     def fingerprint(self, name: str) -> str:
@@ -169,7 +217,7 @@ class Comparison:
 def compare(settings: Settings, eval_path: Path, strategies: list[str], out_dir: Path | None = None,
             collection: str | None = None, k: int | None = None, examples: Path | None = None,
             limit: int | None = None, fresh: bool = False, progress: bool = True,
-            factory: StrategyFactory | None = None, embedder=None) -> Comparison:
+            factory: StrategyFactory | None = None, embedder=None, concurrency: int = 1) -> Comparison:
     """Read the eval set, answer (reusing the cache), score, and write the report: what the CLI and app call."""
     from assistant.embeddings import SentenceTransformerEmbedder
     from assistant.evaluation.evalset import read_eval
@@ -181,7 +229,7 @@ def compare(settings: Settings, eval_path: Path, strategies: list[str], out_dir:
     items = items[:limit] if limit else items
     out_dir = out_dir or settings.home / "comparisons" / eval_path.stem
     embedder = embedder or SentenceTransformerEmbedder.from_settings(settings)
-    runner = Runner(settings, strategies, out_dir, collection, k, examples, factory, progress, embedder)
+    runner = Runner(settings, strategies, out_dir, collection, k, examples, factory, progress, embedder, concurrency)
     result = runner.run(items, fresh)
     warnings = [f"{eval_path}: {e} (skipped)" for e in errors] + result.warnings
     rows = score(items, result.answers, embedder.embed)
