@@ -171,13 +171,15 @@ class Precomputed:
         return np.stack([self.vectors[text] for text in texts])
 
 
-def ingest(qa: QASet, home: Path, embedder: SentenceTransformerEmbedder, collection: str) -> int:
-    """Through the product's path: one file per passage → Ingestor (load, chunk, embed, store). Returns chunks."""
+def ingest(qa: QASet, home: Path, embedder: SentenceTransformerEmbedder, collection: str,
+           tuned: str | None = None) -> int:
+    """Through the product's path: one file per passage → Ingestor (load, chunk, embed, store), with the bundled
+    embedder or the `tuned` one (ASSISTANT_EMBEDDER=NAME). Returns chunks."""
     folder = home / "corpora" / collection
     folder.mkdir(parents=True)
     for doc_id, text in qa.docs.items():
         (folder / doc_id).write_text(text + "\n")
-    report = Ingestor(load_settings(home=home), embedder=embedder).run([folder], collection=collection)
+    report = Ingestor(load_settings(home=home, embedder=tuned), embedder=embedder).run([folder], collection=collection)
     if report.failed:
         raise SystemExit(f"{len(report.failed)} passages failed to ingest, e.g. {report.failed[0]}")
     return sum(r.chunks for r in report.results)
@@ -386,8 +388,9 @@ def main() -> None:
                          f"questions, {100 * word_overlap(qa):.0f} % of question words in the passage")
         probed = {mode: evaluate(retrievers[0], probe, mode) for mode in COMPARED}
         print("[bench] set B with the tuned embedder …", file=sys.stderr, flush=True)
-        ingest(sets[1], home, tuned_embedder, "set-1-tuned")
-        tuned_collection = KnowledgeStore(load_settings(home=home)).get("set-1-tuned", tuned_embedder.name)
+        ingest(sets[1], home, tuned_embedder, "set-1-tuned", tuned_name)
+        tuned_collection = KnowledgeStore(load_settings(home=home)).get(
+            "set-1-tuned", embedder_name(load_settings(home=home, embedder=tuned_name)))
         tuned_retriever = Retriever(tuned_collection, Precomputed(tuned_embedder, questions), home / "bm25",
                                     reranker)
         tuned = {mode: evaluate(retrievers[1], held_out, mode) for mode in ("dense", "hybrid", RERANKED)}
