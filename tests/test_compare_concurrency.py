@@ -76,7 +76,8 @@ class BusyServer(OpenAICompatibleServer):
 
 @pytest.fixture
 def kb(isolated_environment: Path, tmp_path: Path):
-    return router_kb(tmp_path)
+    settings, embedder, eval_file = router_kb(tmp_path)
+    return settings.model_copy(update={"backend": "openai", "model": "echo-model"}), embedder, eval_file
 
 
 def _run(kb, server: BusyServer, concurrency: int, out: Path):
@@ -131,3 +132,12 @@ def test_an_error_stops_the_run_and_keeps_what_finished(kb, tmp_path: Path) -> N
         resumed = _run(kb, server, 2, tmp_path / "out")
     assert resumed.computed == 6 - sum(map(len, kept.values()))
     assert sum(map(len, _answers(tmp_path / "out").values())) == 6
+
+
+def test_the_local_backend_answers_one_at_a_time_and_says_so(kb, tmp_path: Path) -> None:
+    settings, embedder, eval_file = kb
+    with BusyServer() as server:
+        result = _run((settings.model_copy(update={"backend": "local"}), embedder, eval_file), server, 4,
+                      tmp_path / "local")
+    assert server.most_in_flight == 1 and result.computed == 6
+    assert any("local backend answers one question at a time" in w for w in result.warnings)

@@ -48,7 +48,11 @@ class Runner:
         if concurrency < 1:
             raise AssistantError(f"Concurrency must be 1 or more, got {concurrency}.")
         self.settings, self.out_dir, self.progress = settings, out_dir, progress
-        self.concurrency = concurrency
+        # One local model on the CPU's cores answers one question at a time (llama.cpp serialises them anyway).
+        self.concurrency = 1 if settings.backend == "local" else concurrency
+        self.concurrency_note = [] if self.concurrency == concurrency else [
+            f"--concurrency {concurrency} applies to a server backend (openai); the local backend answers one "
+            "question at a time."]
         self.strategies = [StrategySpec.parse(name).name for name in strategies]  # canonical, validated up front
         if len(set(self.strategies)) != len(self.strategies):
             raise AssistantError(f"A strategy is named twice in {', '.join(strategies)}.")
@@ -59,7 +63,7 @@ class Runner:
         self.embedder = embedder
 
     def run(self, items: list[EvalItem], fresh: bool = False) -> RunResult:
-        result = RunResult(items, {}, warnings=self.leakage(items))
+        result = RunResult(items, {}, warnings=self.concurrency_note + self.leakage(items))
         todo: list[tuple[str, EvalItem]] = []
         for name in self.strategies:
             cached = {} if fresh else self._cached(name)
