@@ -88,14 +88,17 @@ def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: s
         assert messages.nth(1).inner_text().strip()
         shots = [_shot(page, "chat")]
         for name, path in PAGES.items():
-            if path:
-                page.goto(f"{served}/{path}")
-                page.get_by_test_id("stMainBlockContainer").wait_for(timeout=HANG_GUARD_S * 1000)
-                page.wait_for_timeout(3000)  # let the page finish its first run
-                shots.append(_shot(page, name))
-            if name == "compare":  # the finished comparison: its table and chart
-                expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-                expect(page.get_by_test_id("stImage").first).to_be_visible()
+            if not path:
+                continue
+            page.goto(f"{served}/{path}")
+            page.get_by_test_id("stMainBlockContainer").wait_for(timeout=HANG_GUARD_S * 1000)
+            page.wait_for_timeout(3000)  # let the page finish its first run
+            if name == "compare":  # the finished comparison, table and chart both in the (taller) window
+                page.set_viewport_size({"width": 1400, "height": 1500})
+                expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=HANG_GUARD_S * 1000)
+                expect(page.get_by_test_id("stImage").first).to_be_visible(timeout=HANG_GUARD_S * 1000)
+                page.get_by_test_id("stImage").first.scroll_into_view_if_needed()
+            shots.append(_shot(page, name))
         browser.close()
     assert all(shot.stat().st_size > 10_000 for shot in shots)
     if target := os.environ.get("RAGTUNE_SCREENSHOTS"):
