@@ -11,8 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 from assistant.config import Settings
 from assistant.embeddings import Embedder, SentenceTransformerEmbedder
 from assistant.errors import ConfigError, StoreError
-from ingest.manifest import Manifest
 from ingest.pipeline import embedder_name
+from ingest.server_manifest import MANIFEST_PREFIX
 from ingest.store import KnowledgeStore
 
 REINDEX_SUFFIX = "-reindexing"
@@ -40,8 +40,9 @@ def check_collection_name(name: str) -> str:
     except ValidationError:
         raise ConfigError(f"{name!r} is not a valid knowledge base name: use 3-63 letters, digits, '.', '_' or '-', "
                           "starting and ending with a letter or digit.") from None
-    if ".." in name or name.endswith(REINDEX_SUFFIX):
-        raise ConfigError(f"{name!r} is not a valid knowledge base name: no '..' and no {REINDEX_SUFFIX!r} ending.")
+    if ".." in name or name.endswith(REINDEX_SUFFIX) or name.startswith(MANIFEST_PREFIX):
+        raise ConfigError(f"{name!r} is not a valid knowledge base name: no '..', no {REINDEX_SUFFIX!r} ending and "
+                          f"no {MANIFEST_PREFIX!r} beginning.")
     return name
 
 
@@ -72,7 +73,7 @@ def stats(settings: Settings, name: str) -> dict:
     store = KnowledgeStore(settings)
     collection = store.get(name)
     documents = collection.documents()
-    with Manifest(store.manifest_path(name)) as manifest:
+    with store.manifest(name) as manifest:
         pending = [entry.doc_id for entry in manifest.entries() if not entry.done]
     return {"collection": name, "store": store.where, "embedder": collection.embedder,
             "dimension": collection.dimension, "documents": len(documents),
@@ -91,7 +92,7 @@ def remove_document(settings: Settings, name: str, doc_id: str) -> int:
             hint = f" Did you mean: {', '.join(close)}?" if close else " `assistant kb list` shows them."
             raise StoreError(f"No document {doc_id!r} in knowledge base {name!r}.{hint}")
         removed = collection.delete_document(doc_id)
-        with Manifest(store.manifest_path(name)) as manifest:
+        with store.manifest(name) as manifest:
             manifest.remove(doc_id)
     return removed
 
@@ -115,6 +116,6 @@ def reindex(settings: Settings, name: str, embedder: Embedder | None = None) -> 
                              "base is untouched. Try again.")
         store.delete(name)
         store.rename(staging, name)
-        with Manifest(store.manifest_path(name)) as manifest:
+        with store.manifest(name) as manifest:
             manifest.bind_to(store.get(name).uid, keep=True)  # same chunk ids, new vectors
         return new.count()

@@ -1,9 +1,12 @@
 """What has been ingested: per document, its content hash, its chunk ids and whether it is complete.
 
-A tiny SQLite file per collection, rather than llama-index's IngestionPipeline docstore, because crash safety needs
-a specific write order the docstore does not give: a document is marked `pending` (committed) *before* its chunks
-are written to the vector store and `done` only *after*, so a killed run leaves at worst `pending` rows, which the
-next run simply redoes (chunk ids are deterministic and writes are upserts, so redoing never duplicates).
+Our own record rather than llama-index's IngestionPipeline docstore, because crash safety needs a specific write
+order the docstore does not give: a document is marked `pending` (committed) *before* its chunks are written to the
+vector store and `done` only *after*, so a killed run leaves at worst `pending` rows, which the next run simply
+redoes (chunk ids are deterministic and writes are upserts, so redoing never duplicates).
+
+It lives with the collection: a tiny SQLite file beside an embedded store (here), or a companion collection in a
+Chroma server (ingest/server_manifest.py), so every machine ingesting into one server shares it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -42,7 +46,23 @@ class Entry:
         return self.state == "done"
 
 
-class Manifest:
+class Manifest(Protocol):
+    """What the pipeline needs of a manifest; every call is durable when it returns."""
+
+    def bind_to(self, collection_uid: str, *, keep: bool = False) -> None: ...
+    def get(self, doc_id: str) -> Entry | None: ...
+    def entries(self) -> list[Entry]: ...
+    def begin(self, doc_id: str, source: str, size: int, mtime_ns: int, sha256: str,
+              chunk_ids: list[str]) -> None: ...
+    def finish(self, doc_ids: list[str]) -> None: ...
+    def touch(self, doc_id: str, size: int, mtime_ns: int) -> None: ...
+    def remove(self, doc_id: str) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Manifest: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class LocalManifest:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None)  # autocommit: each call is its own transaction
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -52,7 +72,7 @@ class Manifest:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> Manifest:
+    def __enter__(self) -> LocalManifest:
         return self
 
     def __exit__(self, *exc: object) -> None:

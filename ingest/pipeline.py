@@ -2,26 +2,27 @@
 
 Per run: unchanged files (same size and mtime, or same content hash) cost no reading or embedding; changed files get
 their new chunks upserted and their stale chunks deleted; `prune` removes documents whose files are gone. The write
-order that makes a killed run repairable is described in ingest/manifest.py.
+order that makes a killed run repairable is described in ingest/manifest.py. The changed files are loaded and
+embedded here or by worker processes (ingest/prepare.py); a `Shard` takes one machine's share of the files, so
+several machines can ingest one folder into one Chroma server.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from assistant.config import Settings
 from assistant.embeddings import Embedder, SentenceTransformerEmbedder
-from assistant.errors import AssistantError
-from ingest.chunking import Chunk, Chunker, document_id
-from ingest.loaders import Failure, Limits, LoadError, load_file
+from assistant.errors import AssistantError, ConfigError
+from ingest.chunking import document_id
 from ingest.manifest import Manifest
+from ingest.prepare import Batch, Change, Preparer, worker_batches
 from ingest.store import Collection, KnowledgeStore
-
-EMBED_BATCH_CHUNKS = 256  # chunks gathered across small files before one embedding call: batches stay full
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,27 @@ def discover(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     return found
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This run's share of the files, `index` of `count` (1-based, as typed: `--shard 2/4`). A document belongs to
+    one shard by a hash of its id, so every machine agrees without talking to the others, whatever order or subset
+    of the folder each one lists."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not match or not 1 <= int(match[1]) <= int(match[2]):
+            raise ConfigError(f"--shard {text!r}: give i/N with 1 ≤ i ≤ N, e.g. 1/2 on one machine and 2/2 on the "
+                              "other.")
+        return cls(int(match[1]), int(match[2]))
+
+    def __contains__(self, doc_id: str) -> bool:
+        return int(hashlib.sha256(doc_id.encode()).hexdigest()[:12], 16) % self.count == self.index - 1
+
+
 def embedder_name(settings: Settings) -> str:
     """The embedder's identity without loading it (so an all-unchanged run never loads a model)."""
     from assistant.embeddings import embedder_source
@@ -86,13 +108,14 @@ def embedder_name(settings: Settings) -> str:
 
 
 class Ingestor:
+    """`embedder`, when given, is used instead of the configured one (tests pass a fake); with workers, each
+    worker gets a copy."""
+
     def __init__(self, settings: Settings, store: KnowledgeStore | None = None,
                  embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.store = store or KnowledgeStore(settings)
         self._embedder = embedder
-        self.limits = Limits(int(settings.max_file_mb * 2**20), int(settings.max_unpacked_mb * 2**20),
-                             settings.max_archive_entries)
 
     @property
     def embedder(self) -> Embedder:
@@ -101,41 +124,46 @@ class Ingestor:
         return self._embedder
 
     def run(self, paths: Sequence[str | Path], collection: str | None = None, prune: bool = False,
-            progress: Progress | None = None) -> IngestReport:
+            progress: Progress | None = None, workers: int = 1, shard: Shard | None = None) -> IngestReport:
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {workers}.")
         started = time.perf_counter()
-        files = discover(paths)
+        files = [(path, doc_id) for path, root in discover(paths)
+                 if (doc_id := document_id(path, root)) and (shard is None or doc_id in shard)]
         name = collection or self.settings.collection
         progress = progress or Progress()
         progress.on_start(len(files))
-        with self.store.writing(), Manifest(self.store.manifest_path(name)) as manifest:
+        with self.store.writing(), self.store.manifest(name) as manifest:
             run = _Run(self, name, manifest, progress)
-            for path, root in files:
-                run.file(path, document_id(path, root))
-            run.flush()
+            changes = [change for path, doc_id in files if (change := run.check(path, doc_id))]
+            if workers == 1 or len(changes) <= 1:
+                batches = Preparer(self.settings, lambda: self.embedder).batches(changes)
+            else:
+                batches = worker_batches(self.settings, changes, workers, self._embedder)
+            run.write(batches)
             if prune:
-                run.prune()
+                run.prune(shard)
         run.report.seconds = time.perf_counter() - started
         return run.report
 
 
 class _Run:
-    """One ingest run: the open collection and manifest, the batch being gathered, the report."""
+    """One ingest run: the open collection and manifest, the report."""
 
     def __init__(self, ingestor: Ingestor, name: str, manifest: Manifest, progress: Progress) -> None:
-        self.ingestor = ingestor
         self.store = ingestor.store
         self.name = name
         self.progress = progress
         self.report = IngestReport(name)
         self.seen: set[str] = set()
-        self.batch: list[tuple[FileResult, list[Chunk]]] = []
         self.manifest = manifest
-        identity = embedder_name(ingestor.settings)
-        self.collection: Collection | None = self.store.get(name, identity) if name in self.store.names() else None
+        self.identity = embedder_name(ingestor.settings)
+        self.collection: Collection | None = (self.store.get(name, self.identity) if name in self.store.names()
+                                              else None)
         self.manifest.bind_to(self.collection.uid if self.collection else "none")
-        self._chunker: Chunker | None = None
 
-    def file(self, path: Path, doc_id: str) -> None:
+    def check(self, path: Path, doc_id: str) -> Change | None:
+        """The file as a Change when its content is new to the manifest; None (and reported) when unchanged."""
         self.seen.add(doc_id)
         stat = path.stat()
         entry = self.manifest.get(doc_id)
@@ -145,63 +173,53 @@ class _Run:
         if entry and entry.done and entry.sha256 == data_hash:
             self.manifest.touch(doc_id, stat.st_size, stat.st_mtime_ns)
             return self._finished(FileResult(doc_id, "unchanged", len(entry.chunk_ids)))
-        try:
-            sections = load_file(path, self.ingestor.limits)
-        except LoadError as exc:
-            return self._finished(FileResult(doc_id, "failed", reason=exc.reason.value, detail=exc.detail))
-        except Exception as exc:  # a parser choking on odd input must not stop the run
-            return self._finished(FileResult(doc_id, "failed", reason=Failure.CORRUPT.value,
-                                             detail=f"{type(exc).__name__}: {exc}"))
-        chunks = self.chunker.chunk(doc_id, sections)
-        self.ensure_collection()  # before `begin`: creating it re-binds (and so resets) the manifest
-        self.manifest.begin(doc_id, str(path.resolve()), stat.st_size, stat.st_mtime_ns, data_hash,
-                            [c.id for c in chunks])
-        status = "updated" if entry else "added"
-        self.batch.append((FileResult(doc_id, status, len(chunks)), chunks))
-        if sum(len(c) for _, c in self.batch) >= EMBED_BATCH_CHUNKS:
-            self.flush()
+        return Change(path, doc_id, stat.st_size, stat.st_mtime_ns, data_hash, known=entry is not None)
 
-    @property
-    def chunker(self) -> Chunker:
-        if self._chunker is None:
-            settings = self.ingestor.settings
-            self._chunker = Chunker(settings.chunk_size, settings.chunk_overlap, self.ingestor.embedder.tokenize)
-        return self._chunker
+    def write(self, batches: Iterator[Batch]) -> None:
+        """Per batch: mark its documents pending, write their chunks, drop their stale chunks, then (only then)
+        mark them done."""
+        for batch in batches:
+            stored = [loaded for loaded in batch.files if loaded.failure is None]
+            for loaded in batch.files:
+                if loaded.failure is not None:
+                    self._finished(FileResult(loaded.change.doc_id, "failed", reason=loaded.failure[0],
+                                              detail=loaded.failure[1]))
+            if not stored:
+                continue
+            collection = self._ensure_collection(batch.dimension)  # before `begin`: creating it resets the manifest
+            for loaded in stored:
+                change = loaded.change
+                self.manifest.begin(change.doc_id, str(change.path.resolve()), change.size, change.mtime_ns,
+                                    change.sha256, [c.id for c in loaded.chunks])
+            chunks = [chunk for loaded in stored for chunk in loaded.chunks]
+            collection.upsert([c.id for c in chunks], batch.vectors, [c.text for c in chunks],
+                              [c.metadata for c in chunks])
+            self.report.embedded_chunks += len(chunks)
+            self.progress.on_embedded(len(chunks))
+            for loaded in stored:
+                stale = collection.ids_of(loaded.change.doc_id) - {c.id for c in loaded.chunks}
+                collection.delete(sorted(stale))
+            self.manifest.finish([loaded.change.doc_id for loaded in stored])
+            for loaded in stored:
+                status = "updated" if loaded.change.known else "added"
+                self._finished(FileResult(loaded.change.doc_id, status, len(loaded.chunks)))
 
-    def ensure_collection(self) -> Collection:
+    def _ensure_collection(self, dimension: int) -> Collection:
         if self.collection is None:
-            embedder = self.ingestor.embedder
-            self.collection = self.store.get_or_create(self.name, embedder_name(self.ingestor.settings),
-                                                       embedder.dimension)
+            self.collection = self.store.get_or_create(self.name, self.identity, dimension)
             self.manifest.bind_to(self.collection.uid)
         return self.collection
 
-    def flush(self) -> None:
-        """Embed and write the gathered documents, drop their stale chunks, then (only then) mark them done."""
-        if not self.batch:
-            return
-        collection = self.ensure_collection()
-        chunks = [chunk for _, file_chunks in self.batch for chunk in file_chunks]
-        vectors = self.ingestor.embedder.embed([c.text for c in chunks])
-        collection.upsert([c.id for c in chunks], vectors, [c.text for c in chunks], [c.metadata for c in chunks])
-        self.report.embedded_chunks += len(chunks)
-        self.progress.on_embedded(len(chunks))
-        for result, file_chunks in self.batch:
-            stale = collection.ids_of(result.doc_id) - {c.id for c in file_chunks}
-            collection.delete(sorted(stale))
-        self.manifest.finish([result.doc_id for result, _ in self.batch])
-        for result, _ in self.batch:
-            self._finished(result)
-        self.batch = []
-
-    def prune(self) -> None:
+    def prune(self, shard: Shard | None) -> None:
+        """Remove the documents (of this shard) whose files were not seen."""
         if self.collection is None:
             return
         known = {entry.doc_id for entry in self.manifest.entries()} | set(self.collection.documents())
         for doc_id in sorted(known - self.seen):
-            removed = self.collection.delete_document(doc_id)
-            self.manifest.remove(doc_id)
-            self._finished(FileResult(doc_id, "removed", removed))
+            if shard is None or doc_id in shard:
+                removed = self.collection.delete_document(doc_id)
+                self.manifest.remove(doc_id)
+                self._finished(FileResult(doc_id, "removed", removed))
 
     def _finished(self, result: FileResult) -> None:
         self.report.results.append(result)

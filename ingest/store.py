@@ -11,7 +11,6 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -19,6 +18,8 @@ from filelock import FileLock, Timeout
 
 from assistant.config import Settings
 from assistant.errors import StoreError
+from ingest.manifest import LocalManifest, Manifest
+from ingest.server_manifest import MANIFEST_PREFIX, ServerManifest, manifest_collection_name
 
 WRITER_WAIT_SECONDS = 10.0
 # Chroma asks SQLite for the ids of a get() in one statement, and SQLite refuses more than 32,766 variables (a BM25
@@ -158,13 +159,15 @@ class KnowledgeStore:
                 raise StoreError(f"Could not reach the Chroma server at {self.server} ({type(exc).__name__}). Start "
                                  "it (`chroma run --path DIR --port N`) or unset ASSISTANT_CHROMA_URL.") from None
             self.where = self.server
+            # Only where an earlier version kept this server's manifests: they are imported once (see manifest()).
             self.state_dir = settings.home / "manifests" / f"{url.hostname}_{url.port or 8000}"
         else:
             settings.store_dir.mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
             self.where = str(settings.store_dir)
             self.state_dir = settings.store_dir / "manifests"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.server:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = settings.store_dir / ".writer.lock" if not self.server else None
 
     @contextlib.contextmanager
@@ -186,7 +189,11 @@ class KnowledgeStore:
             lock.release()
 
     def names(self) -> list[str]:
-        return sorted(c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections())
+        """The knowledge bases (a server's manifest collections are not)."""
+        return sorted(name for name in self._all_names() if not name.startswith(MANIFEST_PREFIX))
+
+    def _all_names(self) -> set[str]:
+        return {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
 
     def get(self, name: str, embedder: str | None = None) -> Collection:
         """An existing collection; with `embedder`, refuse one built by a different embedder."""
@@ -204,12 +211,19 @@ class KnowledgeStore:
         return collection
 
     def get_or_create(self, name: str, embedder: str, dimension: int) -> Collection:
+        from chromadb.errors import ChromaError
+
         if name in self.names():
             return self.get(name, embedder)
-        return Collection(self.client.create_collection(
-            name, metadata={"embedder": embedder, "dimension": dimension},
-            configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
-        ), self.client)
+        try:
+            return Collection(self.client.create_collection(
+                name, metadata={"embedder": embedder, "dimension": dimension},
+                configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
+            ), self.client)
+        except ChromaError:  # "already exists": another machine created it a moment ago (else: re-raised)
+            if name not in self.names():
+                raise
+            return self.get(name, embedder)
 
     def delete(self, name: str) -> None:
         self.client.delete_collection(name)
@@ -217,5 +231,15 @@ class KnowledgeStore:
     def rename(self, old: str, new: str) -> None:
         self.client.get_collection(old).modify(name=new)
 
-    def manifest_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.sqlite"
+    def manifest(self, name: str) -> Manifest:
+        """The ingestion manifest of knowledge base `name`, kept with the collection (see ingest/manifest.py)."""
+        local = self.state_dir / f"{name}.sqlite"
+        if not self.server:
+            return LocalManifest(local)
+        fresh = manifest_collection_name(name) not in self._all_names()
+        manifest = ServerManifest(self.client, name)
+        if fresh and local.exists():  # kept on this machine by a version before the manifest moved to the server
+            with LocalManifest(local) as old:
+                manifest.import_entries(old.entries())
+            local.rename(local.with_suffix(".sqlite.imported"))
+        return manifest

@@ -1,8 +1,10 @@
-"""Fakes for fast tests: a generator that records what it was asked and answers from a queue."""
+"""Fakes for fast tests: a generator that records what it was asked and answers from a queue, and embedders."""
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -57,3 +59,13 @@ class HashingEmbedder:
                 vectors[row, token % self.dimension] += 1.0
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
+
+
+class SlowEmbedder(HashingEmbedder):
+    """Announces each embedding call with its process id and takes a while over it, so a test can kill an ingest
+    (or one of its workers) in the middle of writing."""
+
+    def embed(self, texts):
+        print("embedding", os.getpid(), flush=True)
+        time.sleep(0.02)
+        return super().embed(texts)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api_server import free_port
 from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
 from tests.test_cli import ASSISTANT, run
 from tests.test_cli_kb import SAMPLE
@@ -27,12 +27,6 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 PAGES = {"chat": "", "knowledge": "knowledge", "finetune": "finetune", "compare": "compare"}
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -46,7 +40,7 @@ def served(model_home: Path):
     # a finished comparison for the Compare page to show (its screenshot is the README's): two strategies, 3 questions
     compared = run("compare", str(SAMPLE.parent / "eval.jsonl"), "--strategies", "plain,rag", "--limit", "3", env=env)
     assert compared.returncode == 0, compared.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([ASSISTANT, "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -21,14 +21,20 @@ err = Console(stderr=True)
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
     collection: CollectionOpt = None,
-    prune: Annotated[bool, typer.Option(help="Remove documents whose files are gone.")] = False,
+    prune: Annotated[bool, typer.Option(help="Remove documents whose files are gone (of this shard, with --shard).")
+                     ] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes loading and embedding files in parallel "
+                                         "(each uses its share of the CPU cores).")] = 1,
+    shard: Annotated[Optional[str], typer.Option(help="Take only share i of N of the files, e.g. 1/2 here and 2/2 "
+                                                 "on another machine ingesting into the same Chroma server.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add or update documents in a knowledge base; unchanged files are skipped."""
-    from ingest.pipeline import Ingestor
+    from ingest.pipeline import Ingestor, Shard
     from ingest.pipeline import Progress as Callbacks
 
     settings = load_settings()
+    share = Shard.parse(shard) if shard else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=as_json) as bar:
         files = bar.add_task("files", total=None)
@@ -36,7 +42,8 @@ def ingest(
         callbacks = Callbacks(on_start=lambda total: bar.update(files, total=total),
                               on_file=lambda result: bar.advance(files),
                               on_embedded=lambda count: bar.advance(chunks, count))
-        report = Ingestor(settings).run(paths, collection=collection, prune=prune, progress=callbacks)
+        report = Ingestor(settings).run(paths, collection=collection, prune=prune, progress=callbacks,
+                                        workers=workers, shard=share)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
