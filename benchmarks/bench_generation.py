@@ -148,7 +148,9 @@ def tensor_types(gguf_file: str) -> str:
 BENCH_CMAKE = ["-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",  # static: the cached binary stands alone
                "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",  # no downloads wanted (its -hf option)
                "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"]
-BENCH_VARIANTS = {"native": ["-DGGML_NATIVE=ON"], "avx2": llama_build.AVX2_ARGS.split()}
+# The native build leaves out what ours leaves out on this CPU (AMX: llama_build.NO_AMX_ARGS).
+BENCH_VARIANTS = {"native": ["-DGGML_NATIVE=ON", *llama_build.native_args().split()],
+                  "avx2": llama_build.AVX2_ARGS.split()}
 
 
 def llama_source() -> Path:
@@ -174,7 +176,8 @@ def llama_bench(variant: str) -> Path:
     binary is keyed by this CPU's instruction sets, so a copied .data never runs one built for another CPU."""
     from assistant.cpu import cpu_flags
 
-    isa = hashlib.sha256(" ".join(sorted(set(llama_build.ISA_FLAGS) & cpu_flags())).encode()).hexdigest()[:8]
+    identity = [*sorted(set(llama_build.ISA_FLAGS) & cpu_flags()), *BENCH_VARIANTS["native"][1:]]
+    isa = hashlib.sha256(" ".join(identity).encode()).hexdigest()[:8]
     name = f"llama-bench-{llama_build.VERSION}-{variant}" + (f"-{isa}" if variant == "native" else "")
     binary = DATA / "bin" / name
     if binary.is_file():

@@ -103,6 +103,13 @@ def test_an_untrained_lora_adapter_changes_nothing(
     assert tuned.generate(question).text == local_generator.generate(question).text
 
 
+def test_llama_cpp_runs_without_its_crashing_amx_kernels_and_says_so_on_amx_cpus(local_generator) -> None:
+    from assistant.cpu import cpu_flags
+
+    assert "AMX_INT8" not in llama_lib.built_features(llama_lib.load_llama_cpp())
+    assert ("AMX left out" in local_generator.runtime) == ("amx_int8" in cpu_flags()), local_generator.runtime
+
+
 def test_without_llama_cpp_a_gguf_falls_back_to_transformers_and_says_why(
         model_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama_lib, "unavailable_reason", lambda cpu="auto": "llama.cpp is not available (test)")

@@ -34,6 +34,11 @@ AVX2_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML
 # The instruction sets a native build may use: a change in any of them makes another build.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
              "avx512_vnni", "avx512_bf16", "avx512vbmi", "amx_tile", "amx_int8", "asimd", "asimddp", "sve", "i8mm")
+# llama.cpp's AMX kernels (Intel Xeon since Sapphire Rapids) crash in ggml_backend_amx_mul_mat on the weights they
+# take over (Q8_0, Q4_0, K-quants), with or without a LoRA adapter: seen here on a 2-core AMX Xeon, and upstream
+# (llama.cpp #20824, open; dspy dropped ollama's AMX variant for it). A native build on such a CPU leaves them out
+# (gcc/clang: an explicit -mno-* wins over -march=native); its AVX-512 kernels do that work (docs/BENCHMARKS.md).
+NO_AMX_ARGS = "-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8"
 SCRIPTS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
 
 
@@ -54,6 +59,13 @@ def wants_avx2_variant() -> bool:
     from assistant.cpu import cpu_flags
 
     return platform.machine() in {"x86_64", "AMD64"} and "avx512f" in cpu_flags()
+
+
+def native_args() -> str:
+    """What a native build adds to CMAKE_ARGS on this CPU."""
+    from assistant.cpu import cpu_flags
+
+    return NO_AMX_ARGS if "amx_int8" in cpu_flags() else ""
 
 
 def _key(extra_args: str, isa: bool = True) -> str:
@@ -93,14 +105,14 @@ def _sdist(log: Path) -> Path:
 
 
 def _native_wheel(sdist: Path, log: Path) -> Path:
-    folder = cache_root() / VERSION / f"native-{_key('')}"
+    folder = cache_root() / VERSION / f"native-{_key(native_args())}"
     wheels = sorted(folder.glob("*.whl"))
     if wheels:
         return wheels[0]
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".native-", dir=folder.parent))
     try:
-        env = {"CMAKE_ARGS": f"{CMAKE_ARGS} {os.environ.get('CMAKE_ARGS', '')}".strip(),
+        env = {"CMAKE_ARGS": f"{CMAKE_ARGS} {native_args()} {os.environ.get('CMAKE_ARGS', '')}".strip(),
                "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
         _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", str(sdist), "-w", str(staging)],
              log, env)

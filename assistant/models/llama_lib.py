@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 
 from assistant.errors import ConfigError, ModelUnavailable
@@ -55,10 +56,24 @@ def _import():
     if llama_cpp.__version__ != llama_build.VERSION:
         raise ModelUnavailable(f"llama-cpp-python {llama_cpp.__version__} is installed; this version needs "
                                f"{llama_build.VERSION}: run `make install`.")
+    refuse_crashing_build(llama_cpp)
     from llama_cpp import _logger
 
     _logger.set_verbose(False)  # llama.cpp's own log (loading, quantising) only on errors
     return llama_cpp
+
+
+def refuse_crashing_build(llama_cpp) -> None:
+    """A build with the AMX kernels (an old cache, or one made by hand) would crash the process on the first
+    quantised model (llama_build.NO_AMX_ARGS): refused, so GGUF models fall back to transformers and say why."""
+    if "AMX_INT8" in built_features(llama_cpp):
+        raise ModelUnavailable("This llama.cpp was built with its AMX kernels, which crash on quantised models "
+                               "(llama.cpp #20824): run `make install` to rebuild it without them.")
+
+
+def built_features(llama_cpp) -> set[str]:
+    """What llama.cpp's CPU kernels were built with, from its own report ("AVX2 = 1 | AVX512 = 1 | …")."""
+    return set(re.findall(r"(\w+) = 1", llama_cpp.llama_print_system_info().decode(errors="replace")))
 
 
 def unavailable_reason(cpu: str = "auto") -> str | None:

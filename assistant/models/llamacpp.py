@@ -9,7 +9,6 @@ the way transformers renders it for training, so a model is served exactly as it
 from __future__ import annotations
 
 import codecs
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from assistant.errors import AssistantError, BackendError, ModelUnavailable
 from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
-from assistant.models.llama_lib import load_llama_cpp
+from assistant.models.llama_lib import built_features, load_llama_cpp
 
 # A bigger window costs KV-cache memory for every loaded model; RAG prompts here are ~1-2k tokens. Models trained on
 # less get their own length.
@@ -26,7 +25,7 @@ MAX_CONTEXT = 8192
 # (its tiled and repacked kernels cover Q4_0, Q8_0, the K-quants, IQ4_NL and F16): the bundled Q4_1 SmolLM2 took
 # 4.6 s to prefill a 1,100-token RAG prompt, an f16 copy of it 1.95 s, decoding ~15 % slower (docs/BENCHMARKS.md).
 # A small model in such a format is therefore served from an f16 copy, made once by llama.cpp's own quantiser.
-SLOW_PREFILL_TYPES = {"Q4_1", "Q5_1"}
+SLOW_PREFILL_TYPES = {"3": "Q4_1", "9": "Q5_1"}  # general.file_type (llama_ftype MOSTLY_Q4_1, MOSTLY_Q5_1)
 F16_COPY_LIMIT = 1 << 30  # bytes of f16 weights; a bigger model stays as it is (memory first)
 # What a model without a template in its metadata is prompted with (ChatML: the most common instruct format).
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -122,7 +121,7 @@ class LlamaCppGenerator(BaseGenerator):
 def served_file(gguf_file: Path, cache_root: Path) -> tuple[Path, str]:
     """(the GGUF file llama.cpp loads, a note on it): the file itself, or its cached f16 copy (see above)."""
     kind = metadata(gguf_file).get("general.file_type", "")
-    slow = {"3": "Q4_1", "9": "Q5_1"}.get(kind)  # llama_ftype: MOSTLY_Q4_1, MOSTLY_Q5_1
+    slow = SLOW_PREFILL_TYPES.get(kind)
     if slow is None or gguf_file.stat().st_size * 16 / 5 > F16_COPY_LIMIT:  # ~5 bits a weight now, 16 in f16
         return gguf_file, ""
     copy = cache_root / f"{gguf_file.stem}-{gguf_file.stat().st_size}.f16.gguf"
@@ -171,9 +170,10 @@ def _trained_context(gguf_file: Path) -> int:
 
 
 def cpu_features(llama_cpp) -> str:
-    """What llama.cpp's CPU kernels were built for, from its own system report ("AVX2 = 1 | AVX512 = 1 | …")."""
-    have = set(re.findall(r"(\w+) = 1", llama_cpp.llama_print_system_info().decode(errors="replace")))
-    for isa in ("AVX512", "AVX2", "NEON", "AVX"):
-        if isa in have:
-            return f"{isa} kernels"
-    return "generic kernels"
+    """What llama.cpp's CPU kernels are for ("AVX512 kernels"), and whether AMX was left out (llama_build.py)."""
+    from assistant.cpu import cpu_flags
+
+    have = built_features(llama_cpp)
+    isa = next((isa for isa in ("AVX512", "AVX2", "NEON", "AVX") if isa in have), "generic")
+    left_out = ", AMX left out: llama.cpp #20824" if "amx_int8" in cpu_flags() and "AMX_INT8" not in have else ""
+    return f"{isa} kernels{left_out}"
