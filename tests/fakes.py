@@ -69,3 +69,10 @@ class SlowEmbedder(HashingEmbedder):
         print("embedding", os.getpid(), flush=True)
         time.sleep(0.02)
         return super().embed(texts)
+
+
+def stop_after(run_dir, at_step: int, step: int, loss: float) -> None:
+    """An `on_step` hook (top-level, so it pickles into a training process): ask the run to stop at `at_step`, as
+    `assistant finetune cancel` does."""
+    if step >= at_step:
+        (run_dir / "STOP").touch()

@@ -66,6 +66,8 @@ def test_bad_setting_is_one_line() -> None:
     (["ask"], "Missing argument"),
     (["ask", "hi", "-k", "0"], "Invalid value for '-k'"),
     (["ask", "hi", "--max-tokens", "many"], "Invalid value for '--max-tokens'"),
+    (["finetune", "train", "knowledge/examples.jsonl", "--name", "x", "--processes", "0"],
+     "Invalid value for '--processes'"),
 ])
 def test_a_usage_mistake_is_clicks_short_message_and_exit_code_2(args: list[str], message: str) -> None:
     result = run(*args)
@@ -212,3 +214,9 @@ def test_main_exits_like_a_shell_on_ctrl_c_and_lets_bugs_through(
     with pytest.raises(SystemExit) as exited:
         cli.main()
     assert exited.value.code == code and shown in capsys.readouterr().err
+
+
+def test_processes_is_refused_where_training_is_not_local_lora(tmp_path: Path) -> None:
+    result = run("finetune", "train", "knowledge/examples.jsonl", "--name", "x", "--target", "embedder",
+                 "--processes", "2", env={"ASSISTANT_HOME": str(tmp_path)})
+    assert_one_line_error(result, "--processes is for local LoRA training")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -115,6 +116,8 @@ def train(
                                                     "early; 0 = never (local).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the split, shuffling and dropout.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted local run from its last checkpoint.")] = False,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Train data-parallel in N processes on this machine: "
+                                           "a GPU each, or shares of the CPU cores (local generator).")] = 1,
     suffix: Annotated[Optional[str], typer.Option(help="Suffix of the OpenAI model id.")] = None,
     lr_multiplier: Annotated[Optional[float], typer.Option(help="Learning-rate multiplier (OpenAI).")] = None,
     model_id: Annotated[Optional[str], typer.Option(hidden=True, help="A second id (assistant serve's ft:…).")]
@@ -127,6 +130,9 @@ def train(
     with ASSISTANT_EMBEDDER=NAME after `kb reindex --embedder NAME`, a reranker with ASSISTANT_RERANKER=NAME)."""
     settings = load_settings()
     registry = Registry.from_settings(settings)
+    if processes > 1 and (target != "generator" or provider != "local"):
+        raise ConfigError("--processes is for local LoRA training of the generator (--provider local, --target "
+                          "generator).")
     if target in {"embedder", "reranker"}:
         _train_retriever(settings, registry, target, name, data, validation, val_fraction, epochs, batch_size, lr,
                          patience, seed, resume)
@@ -154,7 +160,9 @@ def train(
                   target_modules=target_modules.split(",") if target_modules else None)
     config = LoraTrainConfig.create(**{k: v for k, v in chosen.items() if v is not None})
     record = train_lora(settings, registry, name, data, config, validation=validation, base_model=model,
-                        resume=resume, model_id=model_id)
+                        resume=resume, model_id=model_id, processes=processes)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 reports for the run
+        return
     _print_record(record)
     if record.status == "succeeded":
         print(f"Use it: assistant ask \"…\" --strategy fine-tuned:{name}")

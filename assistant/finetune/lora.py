@@ -3,7 +3,7 @@
 A plain training loop rather than transformers' Trainer: it is short, and it gives what a CPU run needs — batches
 padded only to their own longest example, loss on the answer tokens only, validation with early stopping that keeps
 the best adapter, resumable checkpoints (Ctrl-C, `assistant finetune cancel`, or a crash), and a live history file
-the app can chart while the run goes on.
+the app can chart while the run goes on. With `processes` > 1 it runs data-parallel (parallel.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from assistant.cpu import has_native_bf16
 from assistant.device import resolve_device
 from assistant.errors import AssistantError, ConfigError
 from assistant.examples import Example
-from assistant.finetune import checkpoint
+from assistant.finetune import checkpoint, parallel
 from assistant.finetune.curves import plot_loss
 from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, split
 from assistant.finetune.lora_config import LoraTrainConfig
@@ -53,13 +53,42 @@ def request_stop(registry: Registry, name: str) -> None:
 
 def train_lora(settings: Settings, registry: Registry, name: str, data: Path, config: LoraTrainConfig,
                validation: Path | None = None, base_model: str | None = None, resume: bool = False,
-               progress: bool = True, on_step=None, model_id: str | None = None) -> ModelRecord:
-    """Train, register and return the model record. `on_step(step, loss)` is a hook for callers (the app);
-    `model_id` is a second id the model answers to (`assistant serve`'s `ft:…` ids)."""
+               progress: bool = True, on_step=None, model_id: str | None = None, processes: int = 1) -> ModelRecord:
+    """Train, register and return the model record. `on_step(step, loss)` is a hook for callers (the app; with
+    several processes it runs in rank 0 and must pickle); `model_id` is a second id the model answers to
+    (`assistant serve`'s `ft:…` ids); `processes` > 1 trains data-parallel on this machine."""
     train_set, val_set = _load_data(data, validation, config)
+    launched = parallel.from_torchrun()
+    if launched is not None and processes > 1:
+        raise ConfigError("Under torchrun its --nproc-per-node sets the processes; leave out --processes.")
+    parallel.check_processes(launched.size if launched else processes,
+                             config.batch_size * config.gradient_accumulation, resolve_device(settings.device).name)
+    if launched is not None:  # every process runs this; rank 0 opens the record and tells the others
+        state, config = launched.from_main(lambda: _start_record(registry, name, config, train_set, base_model,
+                                                                 resume, model_id))
+        _Run(settings, registry, name, config, train_set, val_set, base_model or None, state, progress, on_step,
+             world=launched).train()
+        launched.barrier()  # every process returns the record rank 0 finished
+        return registry.get(name)
     state, config = _start_record(registry, name, config, train_set, base_model, resume, model_id)
-    run = _Run(settings, registry, name, config, train_set, val_set, base_model or None, state, progress, on_step)
-    return run.train()
+    args = (settings, registry, name, config, train_set, val_set, base_model or None, state, progress, on_step)
+    if processes == 1:
+        return _Run(*args).train()
+    try:
+        parallel.spawn(processes, _train_in, *args)
+    except AssistantError as exc:
+        if registry.get(name).status == "running":
+            registry.update(name, status="failed", error=str(exc))
+        raise
+    record = registry.get(name)
+    if record.status == "running":  # interrupted before rank 0 could say so
+        record = registry.update(name, status="stopped", error=f"stopped; continue with `assistant finetune train "
+                                                               f"DATA --name {name} --resume`")
+    return record
+
+
+def _train_in(world: parallel.World, *args) -> None:
+    _Run(*args, world=world).train()
 
 
 def _load_data(data: Path, validation: Path | None, config: LoraTrainConfig) -> tuple[list[Example], list[Example]]:
@@ -108,7 +137,8 @@ def _tokenizer(settings: Settings, model: str | None):
 
 
 class _Run:
-    def __init__(self, settings, registry, name, config, train_set, val_set, base_model, state, progress, on_step):
+    def __init__(self, settings, registry, name, config, train_set, val_set, base_model, state, progress, on_step,
+                 world: parallel.World = parallel.ALONE):
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from transformers import AutoModelForCausalLM, get_linear_schedule_with_warmup
 
@@ -118,12 +148,14 @@ class _Run:
         self.registry, self.name, self.config = registry, name, config
         self.run_dir = registry.run_dir(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.progress, self.on_step = progress, on_step
+        self.world = world
+        self.progress, self.on_step = progress and world.main, on_step if world.main else None
         self.tokenizer, _ = _tokenizer(settings, base_model)
         folder = weights_folder(resolve_source(base_model), settings.model_cache_dir)
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        self.device = resolve_device(settings.device)
+        if settings.threads or world.size > 1:
+            torch.set_num_threads(settings.threads or parallel.threads_for(world))
+        device = resolve_device(settings.device)
+        self.device = type(device)(parallel.device_for(world, device.name), device.why)
         # Training steps run under bf16 autocast on a GPU that has it, and on a CPU that multiplies bf16 natively
         # (~1.7× faster a step on Zen 4); validation stays fp32, the precision the adapter is served in;
         # local_precision=fp32 opts out. Eager attention: at FAQ lengths its small matmuls beat the CPU
@@ -160,9 +192,10 @@ class _Run:
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def train(self) -> ModelRecord:
-        (self.run_dir / "STOP").unlink(missing_ok=True)
-        # The file the app charts from: what the checkpoint knows (steps after it are trained again).
-        (self.run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.state["history"]))
+        if self.world.main:
+            (self.run_dir / "STOP").unlink(missing_ok=True)
+            # The file the app charts from: what the checkpoint knows (steps after it are trained again).
+            (self.run_dir / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in self.state["history"]))
         if self.state["step"] == 0 and self.val_items:
             self._evaluate()  # the starting point of the validation curve
         bar = tqdm(total=self.total_steps, initial=self.state["step"], desc=f"training {self.name}", unit="step",
@@ -173,11 +206,14 @@ class _Run:
         except KeyboardInterrupt:
             finished = False
         except Exception as exc:
-            self.registry.update(self.name, status="failed", error=f"{type(exc).__name__}: {exc}")
+            if self.world.main:
+                self.registry.update(self.name, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
             bar.close()
         self.state["seconds"] = time.perf_counter() - started
+        if not self.world.main:
+            return self.registry.get(self.name)  # what rank 0 is writing; only the main process returns it
         if not finished:
             self._checkpoint()
             return self.registry.update(self.name, status="stopped", metrics=self._metrics(),
@@ -207,7 +243,8 @@ class _Run:
                     return True
                 if self.state["step"] % self.config.checkpoint_every == 0:
                     self._checkpoint()
-                if (self.run_dir / "STOP").exists():
+                if self.world.decided_by_main(self.world.main and (self.run_dir / "STOP").exists(),
+                                              self.device.name):
                     (self.run_dir / "STOP").unlink(missing_ok=True)
                     return False
         return True
@@ -216,13 +253,16 @@ class _Run:
         self.model.train()
         tokens = sum(self._trained(batch) for batch in group)
         total = 0.0
-        for batch in iterate(self.train_items, group, self.pad_id):
+        mine = [share for batch in group if (share := self.world.share(batch))]  # all of it when training alone
+        for batch in iterate(self.train_items, mine, self.pad_id):
             # Each batch's mean loss weighted by its share of the group's answer tokens: the group's token mean.
             share = int((batch["labels"][:, 1:] != -100).sum()) / max(1, tokens)
             loss = self._loss(batch, autocast=self.bf16) * share
             loss.backward()
             total += loss.item()
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        total = self.world.sum_gradients(trainable, total)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -258,16 +298,18 @@ class _Run:
         loss_sum, count = 0.0, 0
         order = [list(range(i, min(i + self.config.batch_size, len(self.val_items))))
                  for i in range(0, len(self.val_items), self.config.batch_size)]
-        for batch in iterate(self.val_items, order, self.pad_id):
+        for batch in iterate(self.val_items, self.world.share(order), self.pad_id):
             n = int((batch["labels"][:, 1:] != -100).sum())
             loss_sum += float(self._loss(batch)) * n
             count += n
+        # Every process gets the same sum, so each decides the same about the best step and stopping early.
+        loss_sum, count = self.world.sum(loss_sum, count, device=self.device.name)
         val = loss_sum / max(1, count)
         self._log({"step": self.state["step"], "val_loss": round(val, 5)})
         best = self.state["best_val"]
         if best is None or val < best - 1e-4:
             self.state.update(best_val=val, best_step=self.state["step"], bad_evals=0)
-            if self.state["step"] > 0:
+            if self.state["step"] > 0 and self.world.main:
                 self._save_adapter()
             return False
         self.state["bad_evals"] += 1
@@ -276,12 +318,16 @@ class _Run:
     # -- files -------------------------------------------------------------------------------------------------
     def _log(self, entry: dict) -> None:
         self.state["history"].append(entry)
+        if not self.world.main:
+            return
         with (self.run_dir / "history.jsonl").open("a", encoding="utf-8") as out:
             out.write(json.dumps(entry) + "\n")
 
     def _checkpoint(self) -> None:
         from peft import get_peft_model_state_dict
 
+        if not self.world.main:
+            return
         checkpoint.save(self.run_dir / "checkpoint", get_peft_model_state_dict(self.model), self.optimizer,
                         self.scheduler, self.state)
 
