@@ -114,6 +114,8 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option(help="Validate every N steps; 0 = each epoch (local).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Evaluations without improvement before stopping "
                                                     "early; 0 = never (local).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(min=1, help="Steps between resumable checkpoints "
+                                                            "(local; default 10).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the split, shuffling and dropout.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted local run from its last checkpoint.")] = False,
     processes: Annotated[int, typer.Option(min=1, max=64, help="Train data-parallel in N processes on this machine: "
@@ -156,6 +158,7 @@ def train(
     chosen = dict(epochs=epochs, batch_size=batch_size, learning_rate=lr, r=lora_r, alpha=lora_alpha,
                   dropout=lora_dropout, gradient_accumulation=grad_accum, max_length=max_length,
                   warmup_ratio=warmup_ratio, eval_every=eval_every, patience=patience, seed=seed,
+                  checkpoint_every=checkpoint_every,
                   val_fraction=val_fraction,
                   target_modules=target_modules.split(",") if target_modules else None)
     config = LoraTrainConfig.create(**{k: v for k, v in chosen.items() if v is not None})

@@ -28,7 +28,7 @@ from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.finetune import checkpoint
 from assistant.finetune.datasets import dataset_hash, load_examples
-from assistant.finetune.registry import ModelRecord, Registry
+from assistant.finetune.registry import ModelRecord, Registry, holds_training_lock
 from assistant.finetune.retrieval_data import Pairs, batches, load_pairs, retrieval_scores
 
 EMBEDDER_DIR = "embedder"
@@ -54,6 +54,7 @@ class EmbedderTrainConfig(BaseModel):
             raise ConfigError(f"Invalid training option — {problems}.") from None
 
 
+@holds_training_lock
 def train_embedder(settings: Settings, registry: Registry, name: str, data: Path, config: EmbedderTrainConfig,
                    validation: Path | None = None, resume: bool = False, progress: bool = True) -> ModelRecord:
     from sentence_transformers import SentenceTransformer

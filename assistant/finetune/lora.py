@@ -29,7 +29,7 @@ from assistant.finetune.curves import plot_loss
 from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, split
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.lora_data import IGNORE, batches, encode, iterate
-from assistant.finetune.registry import ModelRecord, Registry
+from assistant.finetune.registry import ModelRecord, Registry, holds_training_lock
 
 __all__ = ["LoraTrainConfig", "request_stop", "token_counter", "train_lora"]
 
@@ -51,6 +51,7 @@ def request_stop(registry: Registry, name: str) -> None:
     (registry.run_dir(name) / "STOP").touch()
 
 
+@holds_training_lock
 def train_lora(settings: Settings, registry: Registry, name: str, data: Path, config: LoraTrainConfig,
                validation: Path | None = None, base_model: str | None = None, resume: bool = False,
                progress: bool = True, on_step=None, model_id: str | None = None, processes: int = 1) -> ModelRecord:

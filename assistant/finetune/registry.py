@@ -3,10 +3,17 @@
 Each model is a folder `<home>/finetuned/NAME/` holding `model.json` (the record below) and, for local models,
 `adapter/` (safetensors + adapter_config.json + card.json) and `run/` (checkpoints, metrics, loss curve).
 The `fine-tuned:NAME` strategy resolves NAME here.
+
+A local training run holds an OS file lock on its model's folder for as long as it runs (`training`). The lock goes
+with the process, even one killed by SIGKILL or a power cut, so a record that says `running` with nobody holding
+the lock is reported as `stopped` (resumable) rather than running forever, and a second run of a live name is
+refused instead of writing into the same checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
@@ -16,7 +23,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from assistant.errors import ConfigError, ModelUnavailable
+from filelock import FileLock, Timeout
+
+from assistant.errors import AssistantError, ConfigError, ModelUnavailable
 
 PROVIDERS = ("local", "openai")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -74,13 +83,51 @@ class Registry:
         if not path.is_file():
             known = ", ".join(r.name for r in self.list()) or "none yet"
             raise ModelUnavailable(f"No fine-tuned model named {name!r} (registered: {known}). {HOW_TO_CREATE}")
-        return _read(path)
+        return self._as_it_is(_read(path))
 
     def list(self) -> list[ModelRecord]:
         if not self.root.is_dir():
             return []
-        records = [_read(p) for p in sorted(self.root.glob("*/model.json"))]
+        records = [self._as_it_is(_read(p)) for p in sorted(self.root.glob("*/model.json"))]
         return sorted(records, key=lambda r: r.created)
+
+    @contextlib.contextmanager
+    def training(self, name: str):
+        """Held while NAME trains in this process; a second run of it, anywhere on this data home, is refused."""
+        lock = self._lock(name)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise AssistantError(f"{name!r} is being trained by another process right now; wait for it, or stop it "
+                                 f"with `assistant finetune cancel {name}` and then --resume.") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _lock(self, name: str) -> FileLock:
+        folder = self.folder(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(folder / ".training.lock"), timeout=0)
+
+    def is_training(self, name: str) -> bool:
+        """Whether some process holds NAME's training lock now."""
+        lock = self._lock(name)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    def _as_it_is(self, record: ModelRecord) -> ModelRecord:
+        """A local record left `running` by a process that is gone is `stopped`: resumable from its checkpoint."""
+        if record.status != "running" or record.provider != "local" or self.is_training(record.name):
+            return record
+        record.status = "stopped"
+        record.error = ("its training process ended without finishing (killed, or the machine stopped); continue "
+                        f"from the last checkpoint with `assistant finetune train DATA --name {record.name} --resume`")
+        return record
 
     def save(self, record: ModelRecord) -> ModelRecord:
         """Atomic: a crash mid-write leaves the previous record, never half a file."""
@@ -100,7 +147,22 @@ class Registry:
 
     def remove(self, name: str) -> None:
         self.get(name)  # a clear error for an unknown name
+        if self.is_training(name):
+            raise AssistantError(f"{name!r} is training right now; stop it first: assistant finetune cancel {name}")
         shutil.rmtree(self.folder(name))
+
+
+def holds_training_lock(train):
+    """For train(settings, registry, name, …): the whole run holds NAME's lock (Registry.training)."""
+
+    @functools.wraps(train)
+    def locked(settings, registry: Registry, name: str, *args, **kwargs):
+        if os.environ.get("RANK", "0") != "0":  # one of torchrun's other processes: rank 0 holds it for the run
+            return train(settings, registry, name, *args, **kwargs)
+        with registry.training(name):
+            return train(settings, registry, name, *args, **kwargs)
+
+    return locked
 
 
 def check_name(name: str) -> str:

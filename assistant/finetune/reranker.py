@@ -27,7 +27,7 @@ from assistant import hf
 from assistant.config import Settings
 from assistant.errors import ConfigError
 from assistant.finetune.datasets import dataset_hash, load_examples
-from assistant.finetune.registry import ModelRecord, Registry
+from assistant.finetune.registry import ModelRecord, Registry, holds_training_lock
 from assistant.finetune.retrieval_data import Pairs, load_pairs
 from assistant.rerank import RERANKER_DIR
 
@@ -54,6 +54,7 @@ class RerankerTrainConfig(BaseModel):
             raise ConfigError(f"Invalid training option — {problems}.") from None
 
 
+@holds_training_lock
 def train_reranker(settings: Settings, registry: Registry, name: str, data: Path, config: RerankerTrainConfig,
                    validation: Path | None = None, progress: bool = True) -> ModelRecord:
     from sentence_transformers import CrossEncoder
