@@ -19,7 +19,7 @@ export ASSISTANT_EXAMPLES ?= knowledge/examples.jsonl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install lock run test bench clean
+.PHONY: install lock run test bench reliability clean
 
 install: $(STAMP)
 
@@ -58,6 +58,11 @@ bench: install
 	$(PY) benchmarks/bench_retrieval.py
 	# Generates its 400-pair FAQ set into benchmarks/.data/ (gitignored); the full LoRA run takes minutes.
 	$(PY) benchmarks/bench_finetune.py
+
+# Fault loops with figures for docs/RELIABILITY.md (issue 16); each script prints its table and exits 1 on any loss.
+reliability: install
+	$(PY) benchmarks/reliability/kill_ingest.py
+	$(PY) benchmarks/reliability/kill_training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
