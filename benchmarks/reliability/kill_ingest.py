@@ -18,6 +18,7 @@ import argparse
 import datetime
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,8 @@ WORDS = "router switch packet modem fibre wireless channel band guest firmware r
 KINDS = ["md"] * 12 + ["txt"] * 3 + ["html"] * 2 + ["pdf"] * 2 + ["docx"]
 GUARD_S = 1800
 EDITS, ADDITIONS, DELETIONS = 20, 5, 5  # after each kill
+LOSSES = ("store unreadable", "documents missing", "documents stale or deleted but stored",
+          "documents with wrong chunks", "chunks stored beyond the expected", "manifest entries not done")
 
 
 def text(rng: random.Random, sentences: int = 24) -> str:
@@ -102,20 +105,25 @@ def main() -> None:
         final = start_ingest(root, env)
         output, _ = final.communicate(timeout=GUARD_S)
         seconds = time.perf_counter() - started
-        result = check(root)
+        try:
+            result = check(root)
+        except Exception as exc:  # noqa: BLE001  (a store that cannot be read back is the finding itself)
+            result = {"store unreadable": f"{type(exc).__name__}: {str(exc)[:160]}"}
+        if final.returncode or any(result.get(k) for k in LOSSES):
+            kept = ROOT / "benchmarks" / ".data" / f"kill-ingest-failed-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+            shutil.copytree(folder, kept, symlinks=True)
+            print(f"kept the failed run's files for inspection: {kept}", file=sys.stderr)
     print(f"\n{datetime.date.today()}, kill_ingest.py --files {args.files} --kills {args.kills} --seed {args.seed}, "
           f"{seconds:.0f} s\n")
     print("| check | result |")
     print("|---|---|")
     print(f"| SIGKILLs mid-ingest ({EDITS} edits, {ADDITIONS} additions, {DELETIONS} deletions after each) | "
           f"{kills} of {args.kills} runs (the others finished first) |")
-    print(f"| final clean run | exit {final.returncode}, {output.strip().splitlines()[-1][:60]} |")
+    last = output.strip().splitlines()[-1:] or ["no output"]
+    print(f"| final clean run | exit {final.returncode}, {last[0][:60]} |")
     for name, value in result.items():
         print(f"| {name} | {value} |")
-    if final.returncode or any(result[k] for k in ("documents missing", "documents stale or deleted but stored",
-                                                    "documents with wrong chunks",
-                                                    "chunks stored beyond the expected",
-                                                    "manifest entries not done")):
+    if final.returncode or any(result.get(k) for k in LOSSES):
         sys.exit(1)
 
 
