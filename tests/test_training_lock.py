@@ -66,6 +66,7 @@ def test_a_killed_run_is_stopped_a_live_one_holds_its_name_and_resume_ends_where
     while trained_steps(registry.run_dir("killed")) < 12 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert run.poll() is None, "the run ended before it could be killed"
+    run.send_signal(signal.SIGSTOP)  # frozen, lock held: however fast this machine, it cannot finish meanwhile
 
     second = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
     assert second.returncode != 0 and "being trained by another process" in second.stderr, second.stderr

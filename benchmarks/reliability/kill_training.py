@@ -6,8 +6,9 @@ adapter equals an uninterrupted run's; while a run lives its name is held; once 
 
 The real `assistant finetune train` CLI in a child process on the bundled SmolLM2 (fp32, 4 made-up facts, batch 2,
 50 epochs = 100 steps, a checkpoint every 5 steps). Each round: wait until the history shows a random step between
-the last checkpoint + 1 and + 12; check a second `--resume` is refused; SIGKILL; check the record reads `stopped`;
-the next round is `--resume`. Then one `--resume` to the end, and an uninterrupted run in this process to compare.
+the last checkpoint + 1 and + 12; freeze it (SIGSTOP) and check a second `--resume` is refused; SIGKILL; check the
+record reads `stopped`; the next round is `--resume`. Then one `--resume` to the end, and an uninterrupted run in
+this process to compare.
 Prints a Markdown table for docs/RELIABILITY.md; progress goes to stderr.
 """
 
@@ -83,6 +84,7 @@ def main() -> None:
             if child.poll() is not None:
                 print(f"round {round_}: the run ended before step {target}", file=sys.stderr)
                 break
+            child.send_signal(signal.SIGSTOP)  # frozen with its lock held while the second run tries
             second = subprocess.run(command(data, "killed", resume=True), env=env, capture_output=True, text=True,
                                     timeout=GUARD_S)
             refused += second.returncode != 0 and "being trained by another process" in second.stderr
