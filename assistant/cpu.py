@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 
@@ -19,3 +20,8 @@ def cpu_flags() -> frozenset[str]:
 def has_native_bf16() -> bool:
     """bf16 matrix instructions: without them bf16 on a CPU is emulated and slower than fp32."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -9,7 +9,6 @@ load the embedder once, and split the CPU's cores between them, so N workers nev
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.config import Settings
+from assistant.cpu import usable_cores
 from assistant.embeddings import Embedder, SentenceTransformerEmbedder
 from assistant.errors import AssistantError
 from ingest.chunking import Chunk, Chunker
@@ -124,8 +124,7 @@ def _groups(changes: list[Change], workers: int) -> list[list[Change]]:
 
 
 def _threads_per_worker(workers: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, usable_cores() // workers)
 
 
 _worker: Preparer | None = None  # one per worker process, made by _start_worker

@@ -27,6 +27,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from assistant.cpu import usable_cores
 from assistant.errors import AssistantError
 
 MAX_PROCESSES = 64
@@ -127,8 +128,7 @@ def device_for(world: World, device: str) -> str:
 
 def threads_for(world: World) -> int:
     """CPU threads each process may use: the cores shared out, so N processes do not fight over them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // world.local_size)
+    return max(1, usable_cores() // world.local_size)
 
 
 def check_processes(processes: int, examples_per_step: int, device: str) -> None:

@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from assistant.config import Settings
+from assistant.cpu import usable_cores
 from assistant.device import Device, resolve_device
 from assistant.errors import ConfigError
 from assistant.models.base import BaseGenerator, GenerationOptions
@@ -69,9 +69,5 @@ def _llama_cpp(settings: Settings, source: LocalModelSource, adapter: Path | Non
     served, note = served_file(source.gguf_file, settings.model_cache_dir)
     if lora is not None and note:  # a small model served in f16 anyway: the adapter goes into an f16 copy too
         served, lora, note = merged_copy(served, lora, settings.model_cache_dir), None, f"{note}; adapter merged in f16"
-    return LlamaCppGenerator.load(served, model_id, defaults, threads=settings.threads or _cores(),
+    return LlamaCppGenerator.load(served, model_id, defaults, threads=settings.threads or usable_cores(),
                                   gpu_layers=gpu_layers, lora=lora, note=note)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
