@@ -12,10 +12,9 @@ from assistant.config import Settings
 from assistant.embeddings import Embedder, SentenceTransformerEmbedder
 from assistant.errors import ConfigError, StoreError
 from ingest.pipeline import embedder_name
+from ingest.salvage import salvage_records
 from ingest.server_manifest import MANIFEST_PREFIX
-from ingest.store import KnowledgeStore
-
-REINDEX_SUFFIX = "-reindexing"
+from ingest.store import REINDEX_SUFFIX, DamagedIndex, KnowledgeStore
 
 
 @dataclass(frozen=True)
@@ -91,31 +90,50 @@ def remove_document(settings: Settings, name: str, doc_id: str) -> int:
             close = difflib.get_close_matches(doc_id, list(documents), n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else " `assistant kb list` shows them."
             raise StoreError(f"No document {doc_id!r} in knowledge base {name!r}.{hint}")
-        removed = collection.delete_document(doc_id)
+        # The manifest first: a removal killed in between leaves chunks the next ingest or removal finds. (The other
+        # order left a manifest saying "done" for chunks that were gone, and the next ingest skipped the file.)
         with store.manifest(name) as manifest:
             manifest.remove(doc_id)
-    return removed
+        return collection.delete_document(doc_id)
 
 
 def reindex(settings: Settings, name: str, embedder: Embedder | None = None) -> int:
     """Re-embed every stored chunk with the configured embedder, into a new collection that replaces the old one
-    only once it is complete: an interrupted reindex leaves the old knowledge base as it was."""
+    only once it is complete: an interrupted reindex leaves the old knowledge base as it was. This is also the repair
+    of an embedded knowledge base whose vector index Chroma cannot load: its chunks are then read from the SQLite
+    file they are kept in."""
     store = KnowledgeStore(settings)
     embedder = embedder or SentenceTransformerEmbedder.from_settings(settings)
     identity = embedder_name(settings)
     staging = f"{name}{REINDEX_SUFFIX}"
     with store.writing():
+        finished = name not in store.names() and staging in store.names()
+        if finished:  # a reindex killed between deleting the old collection and renaming the new, complete one
+            _replace(store, staging, name)
         old = store.get(name)
+        if finished and old.embedder == identity:
+            return old.count()
         if staging in store.names():
             store.delete(staging)  # left over from an interrupted reindex
+        try:
+            expected, records = old.count(), old.all_records()
+        except DamagedIndex:
+            if store.server:
+                raise
+            records = list(salvage_records(settings.store_dir, old.uid))
+            expected = sum(len(ids) for ids, _, _ in records)
         new = store.get_or_create(staging, identity, embedder.dimension)
-        for ids, texts, metadatas in old.all_records():
+        for ids, texts, metadatas in records:
             new.upsert(ids, embedder.embed(texts), texts, metadatas)
-        if new.count() != old.count():
-            raise StoreError(f"Reindexing {name!r} copied {new.count()} of {old.count()} chunks; the old knowledge "
+        if new.count() != expected:
+            raise StoreError(f"Reindexing {name!r} copied {new.count()} of {expected} chunks; the old knowledge "
                              "base is untouched. Try again.")
         store.delete(name)
-        store.rename(staging, name)
-        with store.manifest(name) as manifest:
-            manifest.bind_to(store.get(name).uid, keep=True)  # same chunk ids, new vectors
+        _replace(store, staging, name)
         return new.count()
+
+
+def _replace(store: KnowledgeStore, staging: str, name: str) -> None:
+    store.rename(staging, name)
+    with store.manifest(name) as manifest:
+        manifest.bind_to(store.get(name).uid, keep=True)  # same chunk ids, new vectors

@@ -8,6 +8,8 @@ An embedded store is not safe for two writer processes, so writers hold a file l
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,44 @@ IDS_PER_REQUEST = 5000
 # Collection metadata key holding a stamp that every write through `Collection` replaces: readers (the BM25 index)
 # compare it to tell whether the chunks changed, in this process or another, without listing every chunk id.
 GENERATION_KEY = "generation"
+# `kb reindex` builds the new collection under this suffix and renames it over the old one once complete.
+REINDEX_SUFFIX = "-reindexing"
+# What Chroma says when it cannot bring a collection's vector index up to date with its write log before a read:
+# "Error executing plan: Error sending backfill request to compactor: Failed to apply logs to the hnsw segment
+# writer" and kin. Chroma writes an HNSW index's files and then its id map, not atomically, so a writer killed between
+# the two leaves an index it refuses to load (docs/RELIABILITY.md §1); the chunk texts, in SQLite, are intact.
+_DAMAGED_INDEX = re.compile(r"backfill|compact|hnsw|segment", re.IGNORECASE)
+
+
+class DamagedIndex(StoreError):
+    """Chroma cannot load a collection's vector index; its texts and metadata can still be re-embedded."""
+
+
+class _Guarded:
+    """A Chroma collection whose calls raise DamagedIndex, with the repair, where Chroma raises its InternalError."""
+
+    def __init__(self, chroma_collection, advice: str) -> None:
+        self._c = chroma_collection
+        self._advice = advice
+
+    def __getattr__(self, attribute: str):
+        value = getattr(self._c, attribute)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def guarded(*args, **kwargs):
+            from chromadb.errors import InternalError
+
+            try:
+                return value(*args, **kwargs)
+            except InternalError as exc:
+                if not _DAMAGED_INDEX.search(str(exc)):
+                    raise
+                raise DamagedIndex(f"The knowledge base {self._c.name!r} cannot be read: Chroma could not load its "
+                                   f"vector index ({exc}). A write killed at the wrong moment leaves it so; the "
+                                   f"chunk texts are kept. {self._advice}") from None
+        return guarded
 
 
 @dataclass(frozen=True)
@@ -39,9 +79,13 @@ class Hit:
 
 
 class Collection:
-    def __init__(self, chroma_collection, client) -> None:
-        self._c = chroma_collection
+    def __init__(self, chroma_collection, client, embedded: bool = True) -> None:
+        self._c = _Guarded(chroma_collection, (
+            f"Rebuild the index from them: `assistant kb reindex --collection {chroma_collection.name}`." if embedded
+            else "Re-ingest the documents into a new knowledge base (`assistant ingest PATH --collection NEW`), or "
+                 "restore the Chroma server's data folder from a backup."))
         self._client = client
+        self._embedded = embedded
         self.name: str = chroma_collection.name
         self.uid = str(chroma_collection.id)
 
@@ -61,7 +105,8 @@ class Collection:
         from chromadb.errors import NotFoundError
 
         try:
-            return Collection(self._client.get_collection(self.name, embedding_function=None), self._client)
+            return Collection(self._client.get_collection(self.name, embedding_function=None), self._client,
+                              self._embedded)
         except NotFoundError:
             raise StoreError(f"The knowledge base {self.name!r} was removed. Pick another, or create it with "
                              f"`assistant ingest PATH --collection {self.name}`.") from None
@@ -199,9 +244,12 @@ class KnowledgeStore:
         """An existing collection; with `embedder`, refuse one built by a different embedder."""
         if name not in self.names():
             known = ", ".join(self.names()) or "none yet"
+            if f"{name}{REINDEX_SUFFIX}" in self.names():
+                raise StoreError(f"The knowledge base {name!r} is half-way through a `kb reindex` that was "
+                                 f"interrupted. Finish it: `assistant kb reindex --collection {name}`.")
             raise StoreError(f"No knowledge base named {name!r} (known: {known}). Create it with "
                              f"`assistant ingest PATH --collection {name}`.")
-        collection = Collection(self.client.get_collection(name), self.client)
+        collection = Collection(self.client.get_collection(name), self.client, not self.server)
         if embedder is not None and collection.embedder not in (None, embedder):
             raise StoreError(
                 f"Knowledge base {name!r} was embedded with {collection.embedder}, but the configured embedder is "
@@ -219,7 +267,7 @@ class KnowledgeStore:
             return Collection(self.client.create_collection(
                 name, metadata={"embedder": embedder, "dimension": dimension},
                 configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
-            ), self.client)
+            ), self.client, not self.server)
         except ChromaError:  # "already exists": another machine created it a moment ago (else: re-raised)
             if name not in self.names():
                 raise

@@ -17,7 +17,7 @@ from ingest import kb
 from ingest.chunking import Chunker, document_id
 from ingest.loaders import load_file
 from ingest.pipeline import Ingestor, IngestReport
-from ingest.store import KnowledgeStore
+from ingest.store import Collection, KnowledgeStore
 from tests.fakes import HashingEmbedder
 
 ROUTERS = "# Routers\nA router forwards packets between networks.\n## Setup\nPlug the WAN port into the modem.\n"
@@ -154,6 +154,47 @@ def test_remove_one_document(settings: Settings, folder: Path) -> None:
     with pytest.raises(StoreError, match="Did you mean: routers.md"):
         kb.remove_document(settings, settings.collection, "router.md")
     assert ingest(settings, folder).count("added") == 1  # it comes back on the next ingest
+
+
+def test_a_removal_interrupted_before_the_chunks_went_is_finished_by_the_next_run(
+        settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest(settings, folder)
+    before = stored(settings)
+    with monkeypatch.context() as patch:
+        patch.setattr(Collection, "delete_document", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            kb.remove_document(settings, settings.collection, "faq.csv")
+    assert stored(settings) == before  # the chunks are still there, and the next ingest does not skip the file
+    assert ingest(settings, folder).count("added") == 1
+    assert stored(settings) == before
+    with monkeypatch.context() as patch:
+        patch.setattr(Collection, "delete_document", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            kb.remove_document(settings, settings.collection, "faq.csv")
+    assert kb.remove_document(settings, settings.collection, "faq.csv") == 2  # or the removal is simply re-run
+    assert "faq.csv" not in stored(settings)
+
+
+def test_a_reindex_interrupted_between_delete_and_rename_is_finished_by_the_next(
+        settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest(settings, folder)
+    before = stored(settings)
+    other = load_settings(chunk_size=40, chunk_overlap=8, embedder="/models/other-embedder")
+    embedder = HashingEmbedder(dimension=32, name="other-embedder")
+    with monkeypatch.context() as patch:
+        patch.setattr(KnowledgeStore, "rename", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            kb.reindex(other, other.collection, embedder=embedder)
+    with pytest.raises(StoreError, match="interrupted. Finish it: `assistant kb reindex --collection"):
+        KnowledgeStore(other).get(other.collection)
+    assert kb.reindex(other, other.collection, embedder=embedder) == sum(len(ids) for ids in before.values())
+    assert stored(other) == before
+    assert kb.collection_names(other) == [other.collection]
+    assert ingest(other, folder, embedder=embedder).count("unchanged") == 4  # the manifest followed the swap
+
+
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt  # as a Ctrl-C (or a kill) at this point would
 
 
 def test_a_second_writer_is_told_to_use_the_server(settings: Settings, folder: Path,
