@@ -62,6 +62,8 @@ bench: install
 # Fault loops with figures for docs/RELIABILITY.md (issue 16); each script prints its table and exits 1 on any loss.
 reliability: install
 	$(PY) benchmarks/reliability/kill_ingest.py
+	$(PY) benchmarks/reliability/kill_kb.py
+	$(PY) benchmarks/reliability/bad_inputs.py
 	$(PY) benchmarks/reliability/kill_training.py
 
 clean:

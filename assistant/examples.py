@@ -74,27 +74,50 @@ def _from_messages(messages: object) -> Example:
 
 
 def read_examples(path: Path) -> tuple[list[Example], list[LineError]]:
-    if not path.is_file():
-        raise AssistantError(f"No examples file at {path}.")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "examples")
     if path.suffix.lower() == ".csv":
-        return _read_csv(text)
+        return _read_csv(path, text)
     examples, errors = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            examples.append(replace(parse_record(json.loads(line)), line=number))
-        except json.JSONDecodeError as exc:
-            errors.append(LineError(number, f"not JSON ({exc.msg})"))
+            examples.append(replace(parse_record(parse_json_line(line)), line=number))
         except ValueError as exc:
             errors.append(LineError(number, str(exc)))
     return examples, errors
 
 
-def _read_csv(text: str) -> tuple[list[Example], list[LineError]]:
+def read_text(path: Path, what: str) -> str:
+    """The file's text (UTF-8, with or without a BOM), or an AssistantError saying why not."""
+    if not path.is_file():
+        raise AssistantError(f"No {what} file at {path}.")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AssistantError(f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8 and try again.") from None
+
+
+def parse_json_line(line: str) -> object:
+    """One JSONL record; ValueError (the line's error) when it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    except RecursionError:  # Python's parser recurses once per level of nesting
+        raise ValueError("JSON nested too deeply") from None
+
+
+def csv_rows(path: Path, text: str) -> list[dict]:
+    try:
+        return list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:  # a NUL byte, a field over csv's size limit
+        raise AssistantError(f"{path} is not a readable CSV file ({exc}).") from None
+
+
+def _read_csv(path: Path, text: str) -> tuple[list[Example], list[LineError]]:
     examples, errors = [], []
-    for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):  # line 1 is the header
+    for number, row in enumerate(csv_rows(path, text), start=2):  # line 1 is the header
         try:
             record = {k.strip().lower(): v for k, v in row.items() if k}
             examples.append(replace(parse_record(record), line=number))

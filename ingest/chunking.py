@@ -35,8 +35,9 @@ class Chunk:
 
 
 def document_id(path: Path, root: Path) -> str:
-    """The path relative to the knowledge-base root: stable across machines and re-ingests."""
-    return path.resolve().relative_to(root.resolve()).as_posix() if path.resolve() != root.resolve() else path.name
+    """The path relative to the knowledge-base root, as listed there: stable across machines and re-ingests. Not
+    resolved: a linked file is named by its link (whose target may lie outside the root, or loop)."""
+    return path.relative_to(root).as_posix()
 
 
 def chunk_id(doc_id: str, text: str, index: int) -> str:

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class Failure(StrEnum):
     TOO_LARGE = "too_large"
     UNSUPPORTED = "unsupported"
     DECODE_ERROR = "decode_error"
+    UNREADABLE = "unreadable"  # the OS refused: permissions, a broken link or a link loop, an I/O error
+    NOT_A_FILE = "not_a_file"  # a pipe, socket or device
 
 
 class LoadError(Exception):
@@ -57,13 +60,16 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy Office and password-p
 
 
 def load_file(path: Path, limits: Limits = Limits()) -> list[Section]:
-    size = path.stat().st_size
-    if size > limits.max_file_bytes:
-        raise LoadError(Failure.TOO_LARGE, f"{size / 2**20:.1f} MiB is over the {limits.max_file_bytes / 2**20:.0f} MiB "
-                        "limit (ASSISTANT_MAX_FILE_MB)")
-    if size == 0:
-        raise LoadError(Failure.EMPTY, "the file is 0 bytes")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise LoadError(Failure.TOO_LARGE, f"{size / 2**20:.1f} MiB is over the "
+                            f"{limits.max_file_bytes / 2**20:.0f} MiB limit (ASSISTANT_MAX_FILE_MB)")
+        if size == 0:
+            raise LoadError(Failure.EMPTY, "the file is 0 bytes")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(Failure.UNREADABLE, f"{exc.strerror or exc}; check the file and its permissions") from None
     sections = [s for s in LOADERS[detect_kind(path, data)](data, limits) if s.text.strip()]
     if not sections:
         raise LoadError(Failure.EMPTY, "no text found")
@@ -177,7 +183,7 @@ def _html(data: bytes, limits: Limits) -> list[Section]:
 
 def _pdf(data: bytes, limits: Limits) -> list[Section]:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+    from pypdf.errors import FileNotDecryptedError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its repair warnings are ours to report, as a failure
 
@@ -189,7 +195,9 @@ def _pdf(data: bytes, limits: Limits) -> list[Section]:
                 for number, page in enumerate(reader.pages, start=1)]
     except FileNotDecryptedError:
         raise LoadError(Failure.ENCRYPTED, "the PDF needs a password; save an unprotected copy") from None
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except LoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (pypdf fails in many ways on a broken file: each is a corrupt file)
         raise LoadError(Failure.CORRUPT, f"unreadable PDF ({type(exc).__name__}: {exc})") from None
 
 
@@ -207,9 +215,12 @@ def _docx(data: bytes, limits: Limits) -> list[Section]:
         raise LoadError(Failure.TOO_LARGE, f"unpacks to {unpacked / 2**20:.0f} MiB in {len(entries)} entries, over "
                         "the limits (ASSISTANT_MAX_UNPACKED_MB, ASSISTANT_MAX_ARCHIVE_ENTRIES); a zip bomb?")
     try:
-        document = docx.Document(io.BytesIO(data))
-    except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        return _docx_sections(docx.Document(io.BytesIO(data)))
+    except Exception as exc:  # noqa: BLE001  (zip, zlib, lxml and python-docx each fail their own way: all corrupt)
         raise LoadError(Failure.CORRUPT, f"not a readable .docx ({type(exc).__name__}: {exc})") from None
+
+
+def _docx_sections(document) -> list[Section]:
     outline = _HeadingOutline()
     for paragraph in document.paragraphs:
         text = paragraph.text.strip()
@@ -250,11 +261,13 @@ def _csv(data: bytes, limits: Limits) -> list[Section]:
 def _json(data: bytes, limits: Limits) -> list[Section]:
     try:
         value = json.loads(decode_text(data))
+        if isinstance(value, list):
+            return [Section(_record_text(item), f"item {number}") for number, item in enumerate(value, start=1)]
+        return [Section(_record_text(value))]
     except json.JSONDecodeError as exc:
         raise LoadError(Failure.CORRUPT, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if isinstance(value, list):
-        return [Section(_record_text(item), f"item {number}") for number, item in enumerate(value, start=1)]
-    return [Section(_record_text(value))]
+    except RecursionError:
+        raise LoadError(Failure.CORRUPT, _TOO_DEEP) from None
 
 
 def _jsonl(data: bytes, limits: Limits) -> list[Section]:
@@ -266,7 +279,13 @@ def _jsonl(data: bytes, limits: Limits) -> list[Section]:
             sections.append(Section(_record_text(json.loads(line)), f"line {number}"))
         except json.JSONDecodeError as exc:
             raise LoadError(Failure.CORRUPT, f"line {number} is not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise LoadError(Failure.CORRUPT, f"line {number}: {_TOO_DEEP}") from None
     return sections
+
+
+# Python's JSON parser (and _record_text) recurse once per level of nesting, and stop at the interpreter's limit.
+_TOO_DEEP = f"JSON nested more than about {sys.getrecursionlimit()} levels deep"
 
 
 LOADERS: dict[str, Callable[[bytes, Limits], list[Section]]] = {

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from assistant.config import Settings
 from assistant.embeddings import Embedder, SentenceTransformerEmbedder
 from assistant.errors import AssistantError, ConfigError
 from ingest.chunking import document_id
+from ingest.loaders import Failure
 from ingest.manifest import Manifest
 from ingest.prepare import Batch, Change, Preparer, worker_batches
 from ingest.store import Collection, KnowledgeStore
@@ -70,7 +72,9 @@ def discover(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
         path = Path(given).expanduser()
         if path.is_dir():
             for file in sorted(path.rglob("*")):
-                if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts):
+                # Not only regular files: a broken link, a link loop or a pipe is reported as failed, not skipped.
+                # (rglob does not descend into linked folders, so a link to a parent cannot loop the walk.)
+                if not file.is_dir() and not any(part.startswith(".") for part in file.relative_to(path).parts):
                     found.append((file, path))
         elif path.is_file():
             found.append((path, path.parent))
@@ -165,11 +169,17 @@ class _Run:
     def check(self, path: Path, doc_id: str) -> Change | None:
         """The file as a Change when its content is new to the manifest; None (and reported) when unchanged."""
         self.seen.add(doc_id)
-        stat = path.stat()
-        entry = self.manifest.get(doc_id)
-        if entry and entry.done and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            return self._finished(FileResult(doc_id, "unchanged", len(entry.chunk_ids)))
-        data_hash = _sha256(path)
+        try:
+            stat = path.stat()
+            if not S_ISREG(stat.st_mode):  # a pipe would block the read forever; a device never ends
+                return self._failed(doc_id, Failure.NOT_A_FILE, "a pipe, socket or device, not a regular file")
+            entry = self.manifest.get(doc_id)
+            if entry and entry.done and (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                return self._finished(FileResult(doc_id, "unchanged", len(entry.chunk_ids)))
+            data_hash = _sha256(path)
+        except OSError as exc:  # permission denied, a broken link or a link loop, an I/O error
+            return self._failed(doc_id, Failure.UNREADABLE, f"{exc.strerror or exc}; check the file and its "
+                                "permissions")
         if entry and entry.done and entry.sha256 == data_hash:
             self.manifest.touch(doc_id, stat.st_size, stat.st_mtime_ns)
             return self._finished(FileResult(doc_id, "unchanged", len(entry.chunk_ids)))
@@ -220,6 +230,9 @@ class _Run:
                 removed = self.collection.delete_document(doc_id)
                 self.manifest.remove(doc_id)
                 self._finished(FileResult(doc_id, "removed", removed))
+
+    def _failed(self, doc_id: str, reason: Failure, detail: str) -> None:
+        self._finished(FileResult(doc_id, "failed", reason=reason.value, detail=detail))
 
     def _finished(self, result: FileResult) -> None:
         self.report.results.append(result)

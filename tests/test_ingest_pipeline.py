@@ -156,6 +156,40 @@ def test_remove_one_document(settings: Settings, folder: Path) -> None:
     assert ingest(settings, folder).count("added") == 1  # it comes back on the next ingest
 
 
+def test_links_pipes_and_unreadable_files_are_reported_and_lose_nothing(
+        settings: Settings, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest(settings, folder)
+    before = stored(settings)
+    (tmp_path / "elsewhere.md").write_text("# Elsewhere\nA linked file outside the folder is read through its link.")
+    (folder / "linked.md").symlink_to(tmp_path / "elsewhere.md")
+    (folder / "loop-a.md").symlink_to(folder / "loop-b.md")
+    (folder / "loop-b.md").symlink_to(folder / "loop-a.md")
+    (folder / "gone.md").symlink_to(folder / "nowhere.md")
+    (folder / "sub" / "parent").symlink_to(folder)  # a linked folder is not walked into: no endless walk
+    os.mkfifo(folder / "pipe.txt")  # reading it would block forever
+    import ingest.pipeline as pipeline_module
+
+    real_sha256 = pipeline_module._sha256
+
+    def permission_denied_for_routers(path: Path) -> str:  # as chmod 000 would (tests may run as root)
+        if path.name == "routers.md":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_sha256(path)
+
+    monkeypatch.setattr(pipeline_module, "_sha256", permission_denied_for_routers)
+    (folder / "routers.md").write_text(ROUTERS + "Edited, but now unreadable.\n")
+    report = ingest(settings, folder, prune=True)
+    assert {r.doc_id: (r.status, r.reason) for r in report.failed} == {
+        "loop-a.md": ("failed", "unreadable"), "loop-b.md": ("failed", "unreadable"),
+        "gone.md": ("failed", "unreadable"), "pipe.txt": ("failed", "not_a_file"),
+        "routers.md": ("failed", "unreadable")}
+    assert "Permission denied" in next(r.detail for r in report.failed if r.doc_id == "routers.md")
+    assert [r.doc_id for r in report.results if r.status == "added"] == ["linked.md"]
+    after = stored(settings)
+    assert after.pop("linked.md")
+    assert after == before  # the unreadable file's earlier version is kept, not pruned
+
+
 def test_a_removal_interrupted_before_the_chunks_went_is_finished_by_the_next_run(
         settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ingest(settings, folder)

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.errors import AssistantError
-from assistant.examples import LineError, parse_record, read_examples
+from assistant.examples import LineError, csv_rows, parse_json_line, parse_record, read_examples, read_text
 from assistant.finetune.datasets import prompt_hash
 
 
@@ -23,26 +20,23 @@ class EvalItem:
 
 
 def read_eval(path: Path) -> tuple[list[EvalItem], list[LineError]]:
-    if not path.is_file():
-        raise AssistantError(f"No evaluation file at {path}.")
+    text = read_text(path, "evaluation")
     if path.suffix.lower() == ".csv":
         examples, errors = read_examples(path)
-        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+        rows = csv_rows(path, text)
         items = [_item(e.prompt, e.completion, _csv_sources(rows[e.line - 2])) for e in examples]
     else:
         items, errors = [], []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = parse_json_line(line)
                 example = parse_record(record)
                 sources = record.get("sources") or []
                 if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
                     raise ValueError("sources must be a list of file names or document ids")
                 items.append(_item(example.prompt, example.completion, sources))
-            except json.JSONDecodeError as exc:
-                errors.append(LineError(number, f"not JSON ({exc.msg})"))
             except ValueError as exc:
                 errors.append(LineError(number, str(exc)))
     if not items:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import random
 import shutil
@@ -105,8 +106,10 @@ def main() -> None:
         final = start_ingest(root, env)
         output, _ = final.communicate(timeout=GUARD_S)
         seconds = time.perf_counter() - started
+        damaged = repair_if_damaged(env)
         try:
-            result = check(root)
+            result = {"index damaged by a kill, repaired by `kb reindex` (the repair its error names)": damaged,
+                      **check(root)}
         except Exception as exc:  # noqa: BLE001  (a store that cannot be read back is the finding itself)
             result = {"store unreadable": f"{type(exc).__name__}: {str(exc)[:160]}"}
         if final.returncode or any(result.get(k) for k in LOSSES):
@@ -125,6 +128,19 @@ def main() -> None:
         print(f"| {name} | {value} |")
     if final.returncode or any(result.get(k) for k in LOSSES):
         sys.exit(1)
+
+
+def repair_if_damaged(env: dict[str, str]) -> str:
+    """'yes' after repairing a vector index Chroma could not load, 'no' when it loaded (checked in a fresh process,
+    as a user's next command would be)."""
+    child = [sys.executable, str(ROOT / "benchmarks" / "reliability" / "kb_child.py")]
+    state = json.loads(subprocess.run([*child, "check"], env=env, capture_output=True, text=True, check=True,
+                                      timeout=GUARD_S).stdout)
+    if "damaged" not in state:
+        return "no"
+    print(f"damaged: {state['damaged']}", file=sys.stderr)
+    subprocess.run([*child, "reindex"], env=env, check=True, stdout=subprocess.DEVNULL, timeout=GUARD_S)
+    return "yes"
 
 
 def check(root: Path) -> dict[str, int]:
