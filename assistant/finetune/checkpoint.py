@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from assistant.errors import AssistantError
 
 WEIGHTS = "weights.safetensors"
 
@@ -44,7 +47,12 @@ def load_state(folder: Path) -> dict | None:
 def restore(state: dict, optimizer, scheduler) -> dict[str, torch.Tensor]:
     """Optimizer, scheduler and RNG back where the checkpoint left them; the weights for the caller to load."""
     folder = Path(state["_folder"])
-    saved = torch.load(folder / "trainer.pt", weights_only=True)
+    try:
+        saved = torch.load(folder / "trainer.pt", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: the one thing not to do
+        raise AssistantError(f"The checkpoint {folder / 'trainer.pt'} holds objects other than tensors and numbers "
+                             "(a pickle that could run code); it was not loaded. Train without --resume to start "
+                             "over.") from None
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])

@@ -131,10 +131,14 @@ def _start_record(registry, name, config, train_set, base_model, resume,
 def _tokenizer(settings: Settings, model: str | None):
     from transformers import AutoTokenizer
 
+    from assistant.models.base import check_chat_template
     from assistant.models.local_weights import resolve_source, weights_folder
 
     source = resolve_source(model)
-    return AutoTokenizer.from_pretrained(weights_folder(source, settings.model_cache_dir)), source.name
+    tokenizer = AutoTokenizer.from_pretrained(weights_folder(source, settings.model_cache_dir))
+    if tokenizer.chat_template:  # training formats every example with it
+        check_chat_template(lambda chat: tokenizer.apply_chat_template(chat, tokenize=False), source.name)
+    return tokenizer, source.name
 
 
 class _Run:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal, Protocol, runtime_checkable
 
-from assistant.errors import AssistantError, ConfigError
+from assistant.errors import AssistantError, ConfigError, ModelUnavailable
 
 Role = Literal["system", "user", "assistant"]
 ROLES = ("system", "user", "assistant")
@@ -211,3 +211,17 @@ def _until_stop(events: Iterator[str | StreamEnd], stops: tuple[str, ...]) -> It
         if len(held) > keep:
             yield held[:len(held) - keep]
             held = held[len(held) - keep:]
+
+
+def check_chat_template(render: Callable[[list[dict]], object], model_id: str) -> None:
+    """Render a one-message chat through a model's template once, at load. The template is Jinja code written by
+    whoever made the model file, run in Jinja's sandbox; one that reaches outside it (or breaks) is refused here with
+    the reason, rather than failing every answer."""
+    from jinja2 import TemplateError
+
+    try:
+        render([{"role": "user", "content": "Hello"}])
+    except TemplateError as exc:
+        raise ModelUnavailable(f"The chat template of {model_id} is refused ({type(exc).__name__}: {exc}) A model "
+                               "file's template should only format messages; use a copy with a standard template."
+                               ) from None

@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.errors import AssistantError, BackendError, ModelUnavailable
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
+from assistant.models.base import (
+    BaseGenerator,
+    GenerationOptions,
+    Message,
+    StopSequence,
+    StreamEnd,
+    Usage,
+    check_chat_template,
+)
 from assistant.models.llama_lib import built_features, load_llama_cpp
 
 # A bigger window costs KV-cache memory for every loaded model; RAG prompts here are ~1-2k tokens. Models trained on
@@ -47,6 +55,7 @@ class LlamaCppGenerator(BaseGenerator):
         special = lambda token: model.token_get_text(token) if token >= 0 else ""  # noqa: E731
         self._template = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
             template, eos_token=special(model.token_eos()), bos_token=special(model.token_bos()))
+        check_chat_template(lambda chat: self._template(messages=chat), model_id)
         self._lock = threading.Lock()  # one generation at a time: they would only fight over the same cores
 
     @classmethod

@@ -37,7 +37,7 @@ def resolve_source(model: str | None) -> LocalModelSource:
     if path.is_file() and path.suffix == ".gguf":
         return LocalModelSource(name=path.stem, gguf_file=path)
     if path.is_dir() and (path / "config.json").is_file():
-        return LocalModelSource(name=path.name, folder=path)
+        return LocalModelSource(name=path.name, folder=check_model_folder(path))
     raise ModelUnavailable(
         f"Local model {model!r} is neither a .gguf file nor a Hugging Face model folder (with config.json). "
         "The local backend never downloads models: point ASSISTANT_MODEL at a local folder or .gguf file, "
@@ -86,6 +86,30 @@ def _dequantise_into(gguf_file: Path, target: Path) -> None:
         os.replace(staging, target)  # atomic: the cache is either complete or absent
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# Pickled weights run code when loaded (torch's weights_only loader narrows that, but a refusal says why up front).
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+# A tokenizer or config file this large is not a real one (the largest real tokenizer.json files are ~35 MB): it
+# would only exhaust memory while being parsed.
+MAX_METADATA_BYTES = 256 * 2**20
+
+
+def check_model_folder(folder: Path) -> Path:
+    """A Hugging Face model folder whose weights are safetensors and whose metadata files are of sane size."""
+    if not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+        if pickled:
+            raise ModelUnavailable(
+                f"The model folder {folder} stores its weights as pickled {', '.join(pickled[:3])}, which can run "
+                "arbitrary code when loaded; it is refused. Use a copy saved as safetensors (transformers: "
+                "save_pretrained(..., safe_serialization=True)), or a .gguf file.")
+        raise ModelUnavailable(f"The model folder {folder} has no .safetensors weights.")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        if (folder / name).is_file() and (size := (folder / name).stat().st_size) > MAX_METADATA_BYTES:
+            raise ModelUnavailable(f"{folder / name} is {size / 2**20:.0f} MiB, not a real {name} (over "
+                                   f"{MAX_METADATA_BYTES / 2**20:.0f} MiB); it is refused.")
+    return folder
 
 
 def check_adapter(adapter: Path) -> Path:

@@ -20,7 +20,15 @@ from transformers import (
 from assistant import hf
 from assistant.device import Device
 from assistant.errors import AssistantError, BackendError
-from assistant.models.base import BaseGenerator, GenerationOptions, Message, StopSequence, StreamEnd, Usage
+from assistant.models.base import (
+    BaseGenerator,
+    GenerationOptions,
+    Message,
+    StopSequence,
+    StreamEnd,
+    Usage,
+    check_chat_template,
+)
 from assistant.models.local_weights import check_adapter
 
 hf.quiet()
@@ -53,6 +61,8 @@ class TransformersGenerator(BaseGenerator):
         started = time.perf_counter()
         dtype = _dtype(precision, device)
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        if tokenizer.chat_template:
+            check_chat_template(lambda chat: tokenizer.apply_chat_template(chat, tokenize=False), model_id)
         lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         if adapter is not None:
             from peft import PeftModel

@@ -99,7 +99,8 @@ def fuzz(examples: int) -> dict[str, tuple[int, str]]:
 
     results = {}
     for name, key, test in (
-            ("loaders (`load_file`, every suffix)", "loaders", targets.test_a_loader_returns_sections_or_a_typed_failure),
+            ("loaders (`load_file`, every suffix)", "loaders",
+             targets.test_a_loader_returns_sections_or_a_typed_failure),
             ("example and evaluation readers", "readers",
              targets.test_the_example_and_evaluation_readers_return_rows_or_a_clear_error)):
         before = targets.inputs[key]
