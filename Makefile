@@ -65,6 +65,7 @@ reliability: install
 	$(PY) benchmarks/reliability/kill_kb.py
 	$(PY) benchmarks/reliability/bad_inputs.py
 	$(PY) benchmarks/reliability/kill_training.py
+	$(PY) benchmarks/reliability/secrets_canary.py
 	$(PY) benchmarks/reliability/unsafe_artefacts.py
 
 clean:

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     server_queue: int = Field(16, ge=0, le=10_000, description="assistant serve: requests that may wait for the "
                               "model; more get 429 with Retry-After.")
     max_request_mb: float = Field(50.0, gt=0, description="assistant serve: largest request body (uploads too).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="Python logging to stderr (debug includes the openai and httpx clients' own); keys "
+        "are masked in every line.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -162,11 +165,15 @@ def load_settings(**overrides: object) -> Settings:
     if config_file and not Path(config_file).is_file():
         raise ConfigError(f"{CONFIG_FILE_ENV} points at {config_file}, which is not a file.")
     try:
-        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     except ValueError as exc:  # e.g. a malformed assistant.toml
         raise ConfigError(f"Could not read the settings: {exc}") from None
+    from assistant.logs import configure_logging
+
+    configure_logging(settings)
+    return settings
 
 
 def _describe(exc: ValidationError) -> str:

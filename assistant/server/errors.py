@@ -1,6 +1,6 @@
 """Errors in OpenAI's JSON shape ({"error": {"message", "type", "param", "code"}}), so the official SDK raises the
 exception class it would raise against OpenAI (400 BadRequestError, 401 AuthenticationError, 404 NotFoundError,
-413, 429 RateLimitError, 500 InternalServerError)."""
+413, 429 RateLimitError, 500 InternalServerError, 502 when the generator's own server failed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.errors import AssistantError, ConfigError, ModelUnavailable
+from assistant.errors import AssistantError, BackendError, ConfigError, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AssistantError)
     async def assistant_error(request: Request, exc: AssistantError) -> JSONResponse:
-        # The library's own one-line messages: what was wrong with the request, or with a model it named.
+        # The library's own one-line messages: what was wrong with the request, or with a model it named; or, for
+        # a BackendError, what the generator's own server (OpenAI, vLLM, ...) did: a 502, which the SDKs retry.
+        if isinstance(exc, BackendError):
+            return JSONResponse(body(str(exc), "server_error", code="upstream_error"), 502)
         status = 404 if isinstance(exc, ModelUnavailable) else 400
         code = "model_not_found" if status == 404 else "invalid_value" if isinstance(exc, ConfigError) else None
         return JSONResponse(body(str(exc), code=code), status)
