@@ -19,7 +19,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from assistant.config import Settings
-from assistant.errors import StoreError
+from assistant.errors import StoreError, disk_full_as_error
 from ingest.manifest import LocalManifest, Manifest
 from ingest.server_manifest import MANIFEST_PREFIX, ServerManifest, manifest_collection_name
 
@@ -44,11 +44,13 @@ class DamagedIndex(StoreError):
 
 
 class _Guarded:
-    """A Chroma collection whose calls raise DamagedIndex, with the repair, where Chroma raises its InternalError."""
+    """A Chroma collection whose calls raise our errors where Chroma raises its InternalError: NoSpace for a full disk
+    (reads write too: Chroma applies its write log first), DamagedIndex, with the repair, for an index it cannot load.
+    """
 
-    def __init__(self, chroma_collection, advice: str) -> None:
+    def __init__(self, chroma_collection, store: KnowledgeStore) -> None:
         self._c = chroma_collection
-        self._advice = advice
+        self._store = store
 
     def __getattr__(self, attribute: str):
         value = getattr(self._c, attribute)
@@ -60,13 +62,18 @@ class _Guarded:
             from chromadb.errors import InternalError
 
             try:
-                return value(*args, **kwargs)
+                with disk_full_as_error(self._store.home, f"using the store at {self._store.where}"):
+                    return value(*args, **kwargs)
             except InternalError as exc:
                 if not _DAMAGED_INDEX.search(str(exc)):
                     raise
+                repair = (f"Rebuild the index from them: `assistant kb reindex --collection {self._c.name}`."
+                          if not self._store.server else "Re-ingest the documents into a new knowledge base "
+                          "(`assistant ingest PATH --collection NEW`), or restore the Chroma server's data folder "
+                          "from a backup.")
                 raise DamagedIndex(f"The knowledge base {self._c.name!r} cannot be read: Chroma could not load its "
                                    f"vector index ({exc}). A write killed at the wrong moment leaves it so; the "
-                                   f"chunk texts are kept. {self._advice}") from None
+                                   f"chunk texts are kept. {repair}") from None
         return guarded
 
 
@@ -79,13 +86,10 @@ class Hit:
 
 
 class Collection:
-    def __init__(self, chroma_collection, client, embedded: bool = True) -> None:
-        self._c = _Guarded(chroma_collection, (
-            f"Rebuild the index from them: `assistant kb reindex --collection {chroma_collection.name}`." if embedded
-            else "Re-ingest the documents into a new knowledge base (`assistant ingest PATH --collection NEW`), or "
-                 "restore the Chroma server's data folder from a backup."))
-        self._client = client
-        self._embedded = embedded
+    def __init__(self, chroma_collection, store: KnowledgeStore) -> None:
+        self._c = _Guarded(chroma_collection, store)
+        self._store = store
+        self._client = store.client
         self.name: str = chroma_collection.name
         self.uid = str(chroma_collection.id)
 
@@ -105,8 +109,7 @@ class Collection:
         from chromadb.errors import NotFoundError
 
         try:
-            return Collection(self._client.get_collection(self.name, embedding_function=None), self._client,
-                              self._embedded)
+            return Collection(self._client.get_collection(self.name, embedding_function=None), self._store)
         except NotFoundError:
             raise StoreError(f"The knowledge base {self.name!r} was removed. Pick another, or create it with "
                              f"`assistant ingest PATH --collection {self.name}`.") from None
@@ -214,10 +217,16 @@ class KnowledgeStore:
         if not self.server:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = settings.store_dir / ".writer.lock" if not self.server else None
+        self.home = settings.home
 
     @contextlib.contextmanager
     def writing(self, wait: float = WRITER_WAIT_SECONDS) -> Iterator[None]:
-        """Hold the writer lock of an embedded store (a server serialises writers itself)."""
+        """Hold the writer lock of an embedded store (a server serialises writers itself); a full disk met while
+        writing is one NoSpace error."""
+        with disk_full_as_error(self.home, f"writing to the store at {self.where}"):
+            yield from self._locked(wait)
+
+    def _locked(self, wait: float) -> Iterator[None]:
         if self._lock_file is None:
             yield
             return
@@ -249,7 +258,7 @@ class KnowledgeStore:
                                  f"interrupted. Finish it: `assistant kb reindex --collection {name}`.")
             raise StoreError(f"No knowledge base named {name!r} (known: {known}). Create it with "
                              f"`assistant ingest PATH --collection {name}`.")
-        collection = Collection(self.client.get_collection(name), self.client, not self.server)
+        collection = Collection(self.client.get_collection(name), self)
         if embedder is not None and collection.embedder not in (None, embedder):
             raise StoreError(
                 f"Knowledge base {name!r} was embedded with {collection.embedder}, but the configured embedder is "
@@ -267,7 +276,7 @@ class KnowledgeStore:
             return Collection(self.client.create_collection(
                 name, metadata={"embedder": embedder, "dimension": dimension},
                 configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
-            ), self.client, not self.server)
+            ), self)
         except ChromaError:  # "already exists": another machine created it a moment ago (else: re-raised)
             if name not in self.names():
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import typer
 
@@ -14,7 +15,7 @@ from assistant.cli.finetune import finetune_app
 from assistant.cli.kb import ingest, kb_app, retrieve
 from assistant.cli.serve import serve
 from assistant.cli.system import doctor, ui
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, disk_full_as_error
 
 # The click that typer runs on: typer >= 0.2x raises from its own vendored copy (typer._click), older releases from
 # the click package. Catching the wrong one's ClickException turns every mistyped option into a traceback.
@@ -38,10 +39,20 @@ app.command()(serve)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ui)
 
 
+def _data_home() -> Path:
+    from assistant.config import load_settings
+
+    try:
+        return load_settings().home
+    except AssistantError:
+        return Path.cwd()
+
+
 def main() -> None:
     # Not click's standalone mode: it would turn Ctrl-C into "Aborted!" and exit 1; we exit 130 like a shell does.
     try:
-        code = app(standalone_mode=False)
+        with disk_full_as_error(_data_home, "running the command"):  # for writes outside the store and training
+            code = app(standalone_mode=False)
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

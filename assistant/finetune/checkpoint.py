@@ -23,10 +23,14 @@ def save(folder: Path, weights: dict[str, torch.Tensor], optimizer, scheduler, s
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in weights.items()}, staging / WEIGHTS)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state()}, staging / "trainer.pt")
-    (staging / "state.json").write_text(json.dumps(state, indent=1))
+    try:
+        save_file({k: v.detach().contiguous() for k, v in weights.items()}, staging / WEIGHTS)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()}, staging / "trainer.pt")
+        (staging / "state.json").write_text(json.dumps(state, indent=1))
+    except BaseException:  # a full disk: the space back, the last whole checkpoint still the one
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():

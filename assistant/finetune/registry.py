@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from assistant.errors import AssistantError, ConfigError, ModelUnavailable
+from assistant.errors import AssistantError, ConfigError, ModelUnavailable, disk_full_as_error
 
 PROVIDERS = ("local", "openai")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -134,9 +134,13 @@ class Registry:
         folder = self.folder(record.name)
         folder.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(prefix=".model-", suffix=".json", dir=folder)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(asdict(record), out, indent=2)
-        os.replace(temp, folder / "model.json")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(asdict(record), out, indent=2)
+            os.replace(temp, folder / "model.json")
+        except BaseException:  # a full disk, a kill signal: no half-written temp file left behind
+            Path(temp).unlink(missing_ok=True)
+            raise
         return record
 
     def update(self, name: str, **changes) -> ModelRecord:
@@ -159,7 +163,7 @@ def holds_training_lock(train):
     def locked(settings, registry: Registry, name: str, *args, **kwargs):
         if os.environ.get("RANK", "0") != "0":  # one of torchrun's other processes: rank 0 holds it for the run
             return train(settings, registry, name, *args, **kwargs)
-        with registry.training(name):
+        with registry.training(name), disk_full_as_error(registry.root, f"training {name!r}"):
             return train(settings, registry, name, *args, **kwargs)
 
     return locked
