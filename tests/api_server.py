@@ -72,3 +72,18 @@ class ApiServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def numbered_question(n: int) -> list[dict]:
+    """A question whose greedy answer differs with n: what the load checks tell requests apart by."""
+    return [{"role": "user", "content": f"Count from {n} to {n + 5}, separated by commas."}]
+
+
+def answer(client: openai.OpenAI, n: int, tokens: int, stream: bool = False) -> str:
+    """The `plain` strategy's answer to numbered_question(n), whole or streamed."""
+    if not stream:
+        reply = client.chat.completions.create(model="plain", messages=numbered_question(n), max_tokens=tokens)
+        return reply.choices[0].message.content
+    pieces = client.chat.completions.create(model="plain", messages=numbered_question(n), max_tokens=tokens,
+                                            stream=True)
+    return "".join(chunk.choices[0].delta.content or "" for chunk in pieces if chunk.choices)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import openai
@@ -16,7 +17,7 @@ from openai.types import Completion, CreateEmbeddingResponse, FileObject, Model
 from openai.types.chat import ChatCompletion
 from openai.types.fine_tuning import FineTuningJob
 
-from tests.api_server import ASSISTANT, ApiServer
+from tests.api_server import ASSISTANT, ApiServer, answer
 from tests.limits import HANG_GUARD_S
 from tests.test_cli_kb import SAMPLE
 from tests.trained import FACTS
@@ -61,6 +62,17 @@ def test_chat_answers_with_usage_and_rag_returns_the_sources_its_citations_numbe
     assert any(s["source"] in {"faq.csv", "warranty-policy.pdf"} for s in sources)
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", rag.choices[0].message.content)}
     assert {s["number"] for s in sources if s["cited"]} == cited & {s["number"] for s in sources}
+
+
+def test_clients_at_once_each_get_their_own_answer(server: ApiServer) -> None:
+    """Reliability claim 8 in small (benchmarks/reliability/server_load.py runs 16): answers given under load, plain
+    and streamed, are the ones each question gets alone — none swapped, no streams interleaved."""
+    client = server.client()
+    alone = [answer(client, n, 8) for n in range(4)]
+    assert len(set(alone)) == 4  # distinct, so a swap would show
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda n: answer(client, n, 8), range(4))) == alone
+        assert list(pool.map(lambda n: answer(client, n, 8, stream=True), range(4))) == alone
 
 
 def test_streaming_delivers_pieces_then_the_usage_chunk(server: ApiServer) -> None:
