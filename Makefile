@@ -68,6 +68,7 @@ reliability: install
 	@if [ "$$(id -u)" = 0 ]; then $(PY) benchmarks/reliability/disk_full.py; \
 	else echo "disk_full.py not run: it mounts small tmpfs filesystems, which needs root"; fi
 	$(PY) benchmarks/reliability/secrets_canary.py
+	$(PY) benchmarks/reliability/hostile_content.py
 	$(PY) benchmarks/reliability/unsafe_artefacts.py
 	$(PY) benchmarks/reliability/server_load.py
 

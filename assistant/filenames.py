@@ -23,4 +23,9 @@ def safe_name(name: str, default: str = "upload", max_bytes: int = MAX_NAME_BYTE
     stem = _EDGES.sub("", stem.encode()[:budget].decode("utf-8", "ignore"))  # never half a character
     if not stem:
         return default
+    if stem.split(".")[0].upper() in _WINDOWS_DEVICES:  # "CON.txt" opens the console on Windows, not a file
+        stem = f"_{stem}"
     return stem + (f".{suffix}" if suffix else "")
+
+
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}

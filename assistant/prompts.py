@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from assistant.examples import Example
 from assistant.models.base import Message
+from assistant.safety import strip_invisible
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer the user's question accurately and concisely. "
@@ -30,10 +32,18 @@ NOTHING_RELEVANT = (
 )
 
 
+# A document may hold what looks like our fence ("</source>" then text posing as instructions, or a "<source id=9>"
+# of its own): its angle bracket is escaped, so the only fence tags in a prompt are ours. A name cannot break out of
+# the attribute either.
+_FENCE_TAG = re.compile(r"<(\s*/?\s*source)", re.IGNORECASE)
+
+
 def source_block(number: int, source: str, location: str, text: str) -> str:
     """One retrieved chunk, fenced and labelled as data so instructions inside it read as quoted text."""
-    where = f"{source}, {location}" if location else source
-    return f"<source id=\"{number}\" from=\"{where}\">\n{text.strip()}\n</source>"
+    where = (f"{source}, {location}" if location else source).replace('"', "'")
+    body = _FENCE_TAG.sub(r"&lt;\1", strip_invisible(text).strip())
+    return f"<source id=\"{number}\" from=\"{where}\">\n{body}\n</source>"
+
 
 
 def rag_chat(question: str, blocks: Sequence[str], history: Sequence[Message] = ()) -> list[Message]:

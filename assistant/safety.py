@@ -17,6 +17,13 @@ _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|data|javascript):[^>\s]+)>", re.
 _HTML_TAG = re.compile(r"<(/?[a-zA-Z!][^>]*)>")
 _TRIGGER = re.compile(r"[\[!<:(`]")  # where a construct the sanitiser rewrites can begin
 _BARE_URL = re.compile(r"(?<![`(<\w])((?:https?|ftp)://[^\s)>\]`]+)")
+_TAG_CHARACTERS = re.compile("[\U000E0000-\U000E007F]")
+
+
+def strip_invisible(text: str) -> str:
+    """Without Unicode tag characters (U+E0000-E007F): invisible in every font, yet read by models, they carry
+    hidden instructions in, and hidden data out."""
+    return _TAG_CHARACTERS.sub("", text)
 
 
 def allowed_urls(texts: Iterable[str]) -> set[str]:
@@ -33,7 +40,7 @@ def sanitise_markdown(text: str, allowed: set[str] = frozenset()) -> str:
         label, url = match.group(1), match.group(2)
         return match.group(0) if url in allowed else label
 
-    text = _IMAGE.sub(image, text)
+    text = _IMAGE.sub(image, strip_invisible(text))  # hidden characters would carry data out unseen
     text = _LINK.sub(link, text)
     text = _REFERENCE_DEFINITION.sub(lambda m: m.group(0) if m.group(1) in allowed else "", text)
     text = _AUTOLINK.sub(lambda m: m.group(0) if m.group(1) in allowed else f"`{m.group(1)}`", text)
@@ -50,7 +57,7 @@ def sanitise_stream(pieces: Iterable[str], allowed: set[str] = frozenset()) -> I
     the line ends and is sanitised whole, so a half-written link is never shown."""
     line, sent = "", 0  # the current line, and how much of it is already out (unchanged by any rewrite)
     for piece in pieces:
-        line += piece
+        line += strip_invisible(piece)
         while "\n" in line:
             complete, line = line.split("\n", 1)
             yield sanitise_markdown(complete, allowed)[sent:] + "\n"

@@ -76,7 +76,7 @@ class ApiServer:
 
 def numbered_question(n: int) -> list[dict]:
     """A question whose greedy answer differs with n: what the load checks tell requests apart by."""
-    return [{"role": "user", "content": f"Count from {n} to {n + 5}, separated by commas."}]
+    return [{"role": "user", "content": f"What is {n} plus {n}?"}]
 
 
 def answer(client: openai.OpenAI, n: int, tokens: int, stream: bool = False) -> str:

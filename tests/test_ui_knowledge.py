@@ -241,6 +241,8 @@ def test_safe_name_examples() -> None:
     assert safe_name("...") == "upload"
     assert safe_name("  Report 2024 .pdf ") == "Report 2024.pdf"
     assert safe_name("漢" * 300 + ".md").endswith(".md") and len(safe_name("漢" * 300 + ".md").encode()) <= 200
+    assert [safe_name(n) for n in ("CON", "nul.txt", "com1.tar.gz", "LPT9.md", "console.md")] == [
+        "_CON", "_nul.txt", "_com1.tar.gz", "_LPT9.md", "console.md"]  # Windows devices, not files
 
 
 def test_size_is_checked_before_anything_is_written(tmp_path: Path) -> None:
