@@ -40,13 +40,39 @@ class NoSpace(AssistantError):
     """The disk filled up while writing. What was written completely before is kept; the command can be re-run."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """An ENOSPC however it reached us: an OSError, SQLite's "database or disk is full", or Rust's "os error 28"
-    inside a chromadb or safetensors message."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return any(sign in text for sign in ("disk is full", "No space left on device", "os error 28"))
+def is_disk_full(exc: BaseException | None) -> bool:
+    """An ENOSPC however it reached us: an OSError, SQLite's "database or disk is full", Rust's "os error 28" inside
+    a chromadb or safetensors message, or any of these as the cause of another error (torch.save's RuntimeError)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(sign in str(exc) for sign in ("disk is full", "No space left on device", "os error 28")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+# Chroma's write path reports a full disk as "Failed to apply logs to the metadata segment", the cause dropped; a
+# failed write with less than this left is taken for what it almost surely is. (The space a failed write held, its
+# journal, is given back before we look, so "0 bytes free" cannot be the test.)
+NEARLY_FULL_BYTES = 256 * 2**20
+
+
+def nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def no_space(folder: Path, doing: str) -> NoSpace:
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free now"
+    except OSError:
+        free = "free space unknown"
+    return NoSpace(f"The disk holding {folder} filled up while {doing} ({free}). Free some space and run the command "
+                   "again: what was written completely is kept, and an interrupted ingest or training picks up "
+                   "where it stopped.")
 
 
 @contextlib.contextmanager
@@ -60,11 +86,4 @@ def disk_full_as_error(folder: Path | Callable[[], Path], doing: str) -> Iterato
     except Exception as exc:
         if not is_disk_full(exc):
             raise
-        folder = folder() if callable(folder) else folder
-        try:
-            free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free now"
-        except OSError:
-            free = "free space unknown"
-        raise NoSpace(f"The disk holding {folder} filled up while {doing} ({free}). Free some space and run the "
-                      "command again: what was written completely is kept, and an interrupted ingest or training "
-                      "picks up where it stopped.") from None
+        raise no_space(folder() if callable(folder) else folder, doing) from None

@@ -11,6 +11,7 @@ import logging
 from assistant.config import Settings
 
 MASK = "***"
+OUR_HANDLER = "ragtune-stderr"
 
 
 class MaskSecrets(logging.Filter):
@@ -31,9 +32,14 @@ class MaskSecrets(logging.Filter):
 def configure_logging(settings: Settings) -> None:
     """Once per process and again when the settings change: stderr at `log_level`, secrets masked."""
     root = logging.getLogger()
+    level = settings.log_level.upper()
     if not root.handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(settings.log_level.upper())
+        root.handlers[0].name = OUR_HANDLER
+    for handler in root.handlers:
+        if handler.name == OUR_HANDLER:  # also for libraries that set their own loggers' levels (bm25s: DEBUG)
+            handler.setLevel(level)
+    root.setLevel(level)
     secrets = {key.get_secret_value() for key in [settings.openai_api_key, *settings.api_keys] if key}
     for handler in root.handlers:
         mask = next((f for f in handler.filters if isinstance(f, MaskSecrets)), None)

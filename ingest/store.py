@@ -19,7 +19,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from assistant.config import Settings
-from assistant.errors import StoreError, disk_full_as_error
+from assistant.errors import StoreError, disk_full_as_error, nearly_full, no_space
 from ingest.manifest import LocalManifest, Manifest
 from ingest.server_manifest import MANIFEST_PREFIX, ServerManifest, manifest_collection_name
 
@@ -67,6 +67,8 @@ class _Guarded:
             except InternalError as exc:
                 if not _DAMAGED_INDEX.search(str(exc)):
                     raise
+                if not self._store.server and nearly_full(self._store.home):
+                    raise no_space(self._store.home, f"using the store at {self._store.where}") from None
                 repair = (f"Rebuild the index from them: `assistant kb reindex --collection {self._c.name}`."
                           if not self._store.server else "Re-ingest the documents into a new knowledge base "
                           "(`assistant ingest PATH --collection NEW`), or restore the Chroma server's data folder "

@@ -21,12 +21,24 @@ from ingest.store import KnowledgeStore
 FULL = OSError(errno.ENOSPC, "No space left on device")
 
 
+def torch_save_failure() -> RuntimeError:
+    """What torch.save into a file object raises on a full disk: its own message, the OSError as the context."""
+    try:
+        try:
+            raise FULL
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    except RuntimeError as exc:
+        return exc
+
+
 @pytest.mark.parametrize("exc", [
     FULL,
     sqlite3.OperationalError("database or disk is full"),
     RuntimeError("Query error: Database error: error returned from database: (code: 13) database or disk is full"),
     RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space left on "
                  "device\" }) (os error 28)"),
+    torch_save_failure(),
 ])
 def test_every_form_of_a_full_disk_is_one_clear_error(exc: Exception, tmp_path: Path) -> None:
     assert is_disk_full(exc)

@@ -25,8 +25,9 @@ def save(folder: Path, weights: dict[str, torch.Tensor], optimizer, scheduler, s
     staging.mkdir(parents=True)
     try:
         save_file({k: v.detach().contiguous() for k, v in weights.items()}, staging / WEIGHTS)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state()}, staging / "trainer.pt")
+        with (staging / "trainer.pt").open("wb") as out:  # a file object: a failed write's OSError stays its cause
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": torch.get_rng_state()}, out)
         (staging / "state.json").write_text(json.dumps(state, indent=1))
     except BaseException:  # a full disk: the space back, the last whole checkpoint still the one
         shutil.rmtree(staging, ignore_errors=True)
