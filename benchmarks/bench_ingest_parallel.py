@@ -14,9 +14,6 @@ import argparse
 import datetime
 import functools
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_ingest import machine, make_corpus  # noqa: E402
 from ingest import manifest, server_manifest, store  # noqa: E402
+from tests.chroma_server import start_chroma  # noqa: E402
 
 WRITE_SECONDS = [0.0]  # time the one writer spent in store and manifest calls, summed over a run
 
@@ -46,22 +44,6 @@ for cls, names in [(store.Collection, ("upsert", "delete", "ids_of")),
                    (server_manifest.ServerManifest, ("begin", "finish", "get", "touch"))]:
     for name in names:
         setattr(cls, name, timed(getattr(cls, name)))
-
-
-def start_chroma(data: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server, f"http://127.0.0.1:{port}"
-        time.sleep(0.2)
-    server.kill()
-    raise SystemExit("chroma run did not start")
 
 
 def ingest(corpus: Path, home: Path, url: str | None, workers: int, collection: str) -> dict:

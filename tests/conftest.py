@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +11,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from assistant.config import Settings  # noqa: E402  (after the offline switches)
-from tests.api_server import free_port  # noqa: E402
+from tests.chroma_server import start_chroma  # noqa: E402
 from tests.fakes import FakeGenerator  # noqa: E402
 from tests.limits import QUICK_GUARD_S  # noqa: E402
 from tests.openai_server import KEY, OpenAICompatibleServer  # noqa: E402
@@ -111,20 +106,10 @@ def trained(model_home: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     """A real `chroma run` on 127.0.0.1 for the session: tests that share it use their own collection names."""
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    port = free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    server = subprocess.Popen([chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("chroma run did not start listening within 60 s")
-    yield f"http://127.0.0.1:{port}"
+    try:
+        server, url = start_chroma(tmp_path_factory.mktemp("chroma-server"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url
     server.terminate()
     server.wait(timeout=QUICK_GUARD_S)

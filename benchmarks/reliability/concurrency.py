@@ -17,8 +17,6 @@ import datetime
 import json
 import os
 import random
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.reliability.kill_ingest import KINDS, write_file  # noqa: E402
-from tests.api_server import free_port  # noqa: E402
+from tests.chroma_server import start_chroma  # noqa: E402
 from tests.trained import FACTS, write  # noqa: E402
 
 CHILD = [sys.executable, str(ROOT / "benchmarks" / "reliability" / "kb_child.py")]
@@ -81,21 +79,6 @@ def ingest_all(parts: list[Path], env: dict[str, str]) -> list[tuple[int, float,
         results.append((child.returncode, time.perf_counter() - started, lines[-1] if lines else ""))
     results.append((read_failures, reads, "reads"))
     return results
-
-
-def start_chroma(data: Path) -> tuple[subprocess.Popen, str]:
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
-    port = free_port()
-    server = subprocess.Popen([chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server, f"http://127.0.0.1:{port}"
-        time.sleep(0.2)
-    server.kill()
-    raise SystemExit("chroma run did not start listening within 60 s")
 
 
 def main() -> None:
