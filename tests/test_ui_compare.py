@@ -87,7 +87,7 @@ def test_a_finished_comparison_is_shown_whole(finished: Path) -> None:
     assert f"{QUESTIONS[0][1]} [1]" in markdown  # rag's answer, with its citation
     [poisoned] = [m for m in markdown if m.startswith("It lasts two years.")]
     assert "evil.example" not in poisoned  # the image would have loaded that URL as soon as it was shown
-    assert "[image removed: pixel]" in poisoned and "&lt;script&gt;" in poisoned and "<script>" not in poisoned
+    assert "[image removed: pixel]" in poisoned and "&lt;script>" in poisoned and "<script>" not in poisoned
     assert any("sources: [1] warranty.md" in c.value for c in app.caption)
 
     app.selectbox(key=f"cmp_question_{finished.name}").set_value(1).run()
