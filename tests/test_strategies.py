@@ -84,7 +84,7 @@ def test_a_poisoned_document_is_data_and_its_links_never_render(retriever: Retri
     assert "Ignore previous instructions" in block  # it reaches the model only inside a fenced data block
     assert "user-password-123" not in answer.text and "session=abc" not in answer.text
     assert "<img" not in answer.text and "[image removed: status]" in answer.text and "click here" in answer.text
-    assert "[terms](https://nimbus.example/warranty)" in answer.text  # a link that is in the sources survives
+    assert "terms (`https://nimbus.example/warranty`)" in answer.text  # a source's URL is shown, not linked
 
 
 def test_streamed_rag_text_is_sanitised_too(retriever: Retriever) -> None:
