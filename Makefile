@@ -63,14 +63,15 @@ bench: install
 reliability: install
 	$(PY) benchmarks/reliability/kill_ingest.py
 	$(PY) benchmarks/reliability/kill_kb.py
-	$(PY) benchmarks/reliability/bad_inputs.py
 	$(PY) benchmarks/reliability/kill_training.py
 	@if [ "$$(id -u)" = 0 ]; then $(PY) benchmarks/reliability/disk_full.py; \
 	else echo "disk_full.py not run: it mounts small tmpfs filesystems, which needs root"; fi
-	$(PY) benchmarks/reliability/secrets_canary.py
+	$(PY) benchmarks/reliability/bad_inputs.py
+	$(PY) benchmarks/reliability/concurrency.py
 	$(PY) benchmarks/reliability/hostile_content.py
-	$(PY) benchmarks/reliability/unsafe_artefacts.py
+	$(PY) benchmarks/reliability/secrets_canary.py
 	$(PY) benchmarks/reliability/server_load.py
+	$(PY) benchmarks/reliability/unsafe_artefacts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

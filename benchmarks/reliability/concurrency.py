@@ -3,7 +3,7 @@ ingests and a reader on one embedded store (the second writer waits for the lock
 then is told to retry or to use a server), four ingests at once against a Chroma server (none waits), and two
 trainings of different names at once.
 
-    .venv/bin/python benchmarks/reliability/concurrency.py [--files 120]
+    .venv/bin/python benchmarks/reliability/concurrency.py [--files 60]
 
 Ingests are benchmarks/reliability/kb_child.py (the real pipeline, the tests' hashing embedder, 4 chunks a write);
 the reader is the same child reading every chunk back, in a loop while the writers run; the server is a real
@@ -83,7 +83,7 @@ def ingest_all(parts: list[Path], env: dict[str, str]) -> list[tuple[int, float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--files", type=int, default=120)
+    parser.add_argument("--files", type=int, default=60)
     args = parser.parse_args()
     rng = random.Random(16)
     rows: list[tuple[str, str, bool]] = []
