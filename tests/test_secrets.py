@@ -24,24 +24,30 @@ CANARY = "sk-canary-0123456789abcdef"
 SERVER_KEY = "srv-canary-0123456789abcdef"
 
 
+HANG_TIMEOUT_S = "2"  # the client's timeout for the upstream that never answers; any other reply gets a hang guard
+
+
 @pytest.fixture
 def upstream():
-    with FailingServer(hang_s=5) as server:
+    with FailingServer(hang_s=QUICK_GUARD_S) as server:  # "hang": longer than the client waits, on any machine
         yield server
 
 
 @pytest.fixture
 def env(upstream: FailingServer, isolated_environment: Path) -> dict[str, str]:
     return {**os.environ, "ASSISTANT_LOG_LEVEL": "debug", "OPENAI_LOG": "debug", "OPENAI_API_KEY": CANARY,
-            "ASSISTANT_BACKEND": "openai", "ASSISTANT_MODEL": "gpt-4o-mini", "ASSISTANT_OPENAI_TIMEOUT": "1",
-            "ASSISTANT_OPENAI_MAX_RETRIES": "0", "OPENAI_BASE_URL": upstream.base_url("401")}
+            "ASSISTANT_BACKEND": "openai", "ASSISTANT_MODEL": "gpt-4o-mini",
+            "ASSISTANT_OPENAI_TIMEOUT": str(QUICK_GUARD_S), "ASSISTANT_OPENAI_MAX_RETRIES": "0",
+            "OPENAI_BASE_URL": upstream.base_url("401")}
 
 
 def test_a_rejected_key_is_reported_without_it_even_in_debug_logs(env: dict[str, str], upstream: FailingServer,
                                                                   isolated_environment: Path) -> None:
     for mode in ("401", "500", "hang"):
         done = subprocess.run([ASSISTANT, "ask", "hi", "--strategy", "plain"], capture_output=True, text=True,
-                              env={**env, "OPENAI_BASE_URL": upstream.base_url(mode)}, timeout=QUICK_GUARD_S)
+                              env={**env, "OPENAI_BASE_URL": upstream.base_url(mode),
+                                   **({"ASSISTANT_OPENAI_TIMEOUT": HANG_TIMEOUT_S} if mode == "hang" else {})},
+                              timeout=QUICK_GUARD_S)
         assert done.returncode == 1 and "DEBUG" in done.stderr  # the debug log was on
         assert CANARY not in done.stdout + done.stderr
         assert {"401": "rejected the API key (401)", "500": "Rejected credentials Bearer ***",

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.reliability.kill_ingest import KINDS, text, write_file  # noqa: E402
+from benchmarks.reliability.kill_ingest import text, write_corpus  # noqa: E402
 from tests import docmaker  # noqa: E402
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
@@ -123,9 +123,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bad-inputs-") as scratch:
         folder, home = Path(scratch) / "kb", Path(scratch) / "home"
         folder.mkdir()
-        for index in range(args.good):
-            write_file(folder / f"good{index:03d}.{KINDS[index % len(KINDS)]}", rng)
-        expected = {f"good{i:03d}.{KINDS[i % len(KINDS)]}": None for i in range(args.good)} | bad_files(folder, rng)
+        good = write_corpus(folder, args.good, rng, prefix="good", digits=3)
+        expected = dict.fromkeys(good) | bad_files(folder, rng)
         code, report, seconds, peak_mb = ingest(folder, home)
     got = {f["doc_id"]: (f["reason"] if f["status"] == "failed" else None) for f in report["files"]}
     good = [name for name, reason in expected.items() if reason is None]

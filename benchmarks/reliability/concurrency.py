@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.reliability.kill_ingest import KINDS, write_file  # noqa: E402
+from benchmarks.reliability.kill_ingest import write_corpus  # noqa: E402
 from tests.chroma_server import start_chroma  # noqa: E402
 from tests.trained import FACTS, write  # noqa: E402
 
@@ -41,8 +41,7 @@ def folders(root: Path, count: int, files: int, rng: random.Random) -> list[Path
     for f in range(count):
         folder = root / f"part{f}"
         folder.mkdir(parents=True)
-        for index in range(files):
-            write_file(folder / f"p{f}-{index:03d}.{KINDS[index % len(KINDS)]}", rng)
+        write_corpus(folder, files, rng, prefix=f"p{f}-", digits=3)
         made.append(folder)
     return made
 

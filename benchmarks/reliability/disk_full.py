@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.reliability.kill_ingest import KINDS, write_file  # noqa: E402
+from benchmarks.reliability.kill_ingest import write_corpus  # noqa: E402
 from tests.trained import FACTS, write  # noqa: E402
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
@@ -72,8 +72,7 @@ def main() -> None:
         corpus = work / "corpus"
         corpus.mkdir()
         rng = random.Random(16)
-        for index in range(400):
-            write_file(corpus / f"doc{index:03d}.{KINDS[index % len(KINDS)]}", rng)
+        write_corpus(corpus, 400, rng, digits=3)
         roomy = work / "roomy"
         code, message = run([ASSISTANT, "ingest", str(corpus)], env_for(roomy))
         assert code == 0, message

@@ -56,6 +56,14 @@ def write_file(path: Path, rng: random.Random) -> None:
         path.write_text(f"# {path.stem}\n{text(rng)}" if kind == "md" else text(rng))
 
 
+def write_corpus(folder: Path, count: int, rng: random.Random, prefix: str = "doc", digits: int = 4) -> list[str]:
+    """`count` files of mixed kinds (KINDS in turn) named PREFIX + number; returns their names."""
+    names = [f"{prefix}{index:0{digits}d}.{KINDS[index % len(KINDS)]}" for index in range(count)]
+    for name in names:
+        write_file(folder / name, rng)
+    return names
+
+
 def start_ingest(root: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tests.slow_ingest", str(root)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -93,8 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kill-ingest-") as folder:
         root, home = Path(folder) / "kb", Path(folder) / "home"
         root.mkdir()
-        for index in range(args.files):
-            write_file(root / f"doc{index:04d}.{KINDS[index % len(KINDS)]}", rng)
+        write_corpus(root, args.files, rng)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
         env.update(ASSISTANT_HOME=str(home), PYTHONPATH=str(ROOT))
         os.environ.update(ASSISTANT_HOME=str(home))  # for the checks below, in this process

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.reliability.kill_ingest import KINDS, write_file  # noqa: E402
+from benchmarks.reliability.kill_ingest import write_corpus  # noqa: E402
 
 CHILD = [sys.executable, str(ROOT / "benchmarks" / "reliability" / "kb_child.py")]
 GUARD_S = 900
@@ -109,8 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kill-kb-") as folder:
         root, home = Path(folder) / "kb", Path(folder) / "home"
         root.mkdir()
-        for index in range(args.files):
-            write_file(root / f"doc{index:04d}.{KINDS[index % len(KINDS)]}", rng)
+        write_corpus(root, args.files, rng)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
         env.update(ASSISTANT_HOME=str(home), PYTHONPATH=str(ROOT))
         subprocess.run([sys.executable, "-m", "tests.slow_ingest", str(root)], cwd=ROOT, env=env, check=True,
