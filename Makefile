@@ -68,6 +68,7 @@ reliability: install
 	else echo "disk_full.py not run: it mounts small tmpfs filesystems, which needs root"; fi
 	$(PY) benchmarks/reliability/bad_inputs.py
 	$(PY) benchmarks/reliability/concurrency.py
+	$(PY) benchmarks/reliability/app_load.py
 	$(PY) benchmarks/reliability/hostile_content.py
 	$(PY) benchmarks/reliability/secrets_canary.py
 	$(PY) benchmarks/reliability/server_load.py

@@ -8,18 +8,17 @@ it) and the `playwright` package (a dev extra); without them the test is skipped
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.api_server import free_port
-from tests.limits import HANG_GUARD_S, QUICK_GUARD_S
-from tests.test_cli import ASSISTANT, run
+from tests.api_server import numbered_question
+from tests.app_server import AppServer, ask, open_chat
+from tests.limits import HANG_GUARD_S
+from tests.test_cli import run
 from tests.test_cli_kb import SAMPLE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,7 +28,7 @@ PAGES = {"chat": "", "knowledge": "knowledge", "finetune": "finetune", "compare"
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def served(model_home: Path):
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium: `apt-get install chromium` enables the browser test (.ci/run does it in CI)")
@@ -40,22 +39,8 @@ def served(model_home: Path):
     # a finished comparison for the Compare page to show (its screenshot is the README's): two strategies, 3 questions
     compared = run("compare", str(SAMPLE.parent / "eval.jsonl"), "--strategies", "plain,rag", "--limit", "3", env=env)
     assert compared.returncode == 0, compared.stderr
-    port = free_port()
-    server = subprocess.Popen([ASSISTANT, "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=QUICK_GUARD_S)
+    with AppServer(env) as app:
+        yield app.url
 
 
 def test_rag_question_in_a_real_browser_streams_an_answer_with_sources(served: str) -> None:
@@ -105,3 +90,24 @@ def _shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def test_two_sessions_asking_at_once_each_get_their_own_answer(served: str) -> None:
+    """The sessions share one cached generator: neither answer may go to the other, or interleave with it."""
+    from playwright.async_api import async_playwright
+
+    questions = [numbered_question(n)[0]["content"] for n in (3, 4)]
+
+    async def alone_then_together():
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            alone = [await ask(await open_chat(browser, served, HANG_GUARD_S), q, HANG_GUARD_S) for q in questions]
+            pages = [await open_chat(browser, served, HANG_GUARD_S) for _ in questions]
+            together = await asyncio.gather(*(ask(page, q, HANG_GUARD_S) for page, q in zip(pages, questions)))
+            await browser.close()
+        return alone, together
+
+    alone, together = asyncio.run(alone_then_together())
+    assert alone[0].text and alone[0].text != alone[1].text  # a swap would show
+    assert [(r.question_shown, r.text, r.error) for r in together] == [(q, a.text, None)
+                                                                       for q, a in zip(questions, alone)]
