@@ -1,14 +1,16 @@
-"""Fine-tuning benchmark (issue 5): the product's local LoRA run on a 400-pair FAQ set, 3 epochs, default config,
-against a naive transformers `Trainer` LoRA run on a short slice of the same data, in one run.
+"""Fine-tuning benchmark (issues 5 and 17): the product's local LoRA run on a 400-pair FAQ set, 3 epochs, default
+config, on each precision path this CPU can run, the trainer as it is against the trainer before issue 17 in the
+same run; optionally a naive transformers `Trainer` LoRA run on a short slice of the same data.
 
-    .venv/bin/python benchmarks/bench_finetune.py [--pairs 400] [--naive-steps 12] [--home DIR] [--keep]
+    .venv/bin/python benchmarks/bench_finetune.py [--paths avx2,bf16] [--trainers before,now] [--naive] [--keep]
 
-The dataset is generated (seeded, no network) into benchmarks/.data/ (gitignored). Ours is the real command,
+The dataset is generated (seeded, no network) into benchmarks/.data/ (gitignored). Each run is the real command,
 `assistant finetune train DATA --name NAME`, in a child process: wall time includes the start, model load, tokenising,
-validation and checkpoints; peak RSS is that process's own. The baseline is what a user gets from the transformers
-docs: the same peft LoraConfig and chat-template text, `padding="max_length"` (384) with
-`DataCollatorForLanguageModeling`, no length grouping, fp32. Tokens/s counts real (unpadded) tokens for both.
-Prints a Markdown table for docs/BENCHMARKS.md on stdout; progress goes to stderr.
+validation and checkpoints; peak RSS is that process's own. `avx2` caps torch's kernels at AVX2 and trains in fp32:
+what an AVX2-only CPU runs. The naive baseline is what a user gets from the transformers docs: the same peft
+LoraConfig and chat-template text, `padding="max_length"` (384) with `DataCollatorForLanguageModeling`, no length
+grouping, fp32. Tokens/s counts real (unpadded) tokens. Prints a Markdown table for docs/BENCHMARKS.md on stdout;
+progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -373,13 +375,28 @@ def write_dataset(pairs: int) -> Path:
 
 # -- the phases ----------------------------------------------------------------------------------------------------
 
-def phase_ours(data: Path, name: str, home: Path, precision: str | None) -> dict:
+# Precision paths a CPU runs: `avx2` caps torch's kernels at AVX2 (set before torch loads) and trains in fp32, as an
+# AVX2-only CPU does; `bf16` is bf16 autocast, on CPUs that multiply bf16 natively.
+PATHS = {"avx2": {"ASSISTANT_LOCAL_PRECISION": "fp32", "ATEN_CPU_CAPABILITY": "avx2",
+                  "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+         "fp32": {"ASSISTANT_LOCAL_PRECISION": "fp32"},
+         "bf16": {"ASSISTANT_LOCAL_PRECISION": "bf16"}}
+# The trainer before issue 17, for the same-run baseline: every row decodes its own copy of the shared prefix, and the
+# output layer's logits are made whole, then the loss.
+BEFORE = ("import runpy, sys, torch\n"
+          "from assistant.finetune import lora, prefix\n"
+          "prefix.MIN_SHARED = sys.maxsize\n"
+          "lora.answer_loss_sum = lambda hidden, layer, labels: torch.nn.functional.cross_entropy(\n"
+          "    layer(hidden).float(), labels, reduction='sum')\n"
+          "runpy.run_module('assistant', run_name='__main__')\n")
+
+
+def phase_ours(data: Path, name: str, home: Path, path: str, trainer: str) -> dict:
     """The product's own command in a child process: wall time and peak RSS are that process's alone."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ASSISTANT_")}  # defaults only
-    env["ASSISTANT_HOME"] = str(home)
-    if precision:
-        env["ASSISTANT_LOCAL_PRECISION"] = precision
-    command = [sys.executable, "-m", "assistant", "finetune", "train", str(data), "--name", name]
+    env |= {"ASSISTANT_HOME": str(home), **PATHS[path]}
+    entry = ["-c", BEFORE] if trainer == "before" else ["-m", "assistant"]
+    command = [sys.executable, *entry, "finetune", "train", str(data), "--name", name]
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=sys.stderr)  # its progress bar and summary go to stderr
     _, status, usage = os.wait4(child.pid, 0)
@@ -388,8 +405,8 @@ def phase_ours(data: Path, name: str, home: Path, precision: str | None) -> dict
         raise SystemExit(f"`{' '.join(command)}` failed")
     run = home / "finetuned" / name / "run"
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    return {"seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
-            "metrics": json.loads((run / "metrics.json").read_text()),
+    return {"path": path, "trainer": trainer, "seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "rss": usage.ru_maxrss / 1024, "metrics": json.loads((run / "metrics.json").read_text()),
             "val_curve": [(h["step"], h["val_loss"]) for h in history if "val_loss" in h],
             "hyperparameters": json.loads((home / "finetuned" / name / "model.json").read_text())["hyperparameters"]}
 
@@ -402,8 +419,14 @@ def phase_naive(data: Path, steps: int, budget_s: float) -> dict:
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from assistant import hf
     from assistant.config import load_settings
@@ -493,10 +516,12 @@ def machine() -> str:
             f"peft {version('peft')}")
 
 
-def table(stats: dict, ours: dict, naive: dict | None, loads: list[float], goal_s: float) -> str:
-    m, h = ours["metrics"], ours["hyperparameters"]
-    curve = ", ".join(f"{loss:.3f}" + (" (start)" if step == 0 else f" (step {step})") for step, loss in
-                      ours["val_curve"])
+PATH_NAMES = {"avx2": "fp32, kernels capped at AVX2", "fp32": "fp32, this CPU's kernels", "bf16": "bf16 autocast"}
+TRAINER_NAMES = {"before": "before #17", "now": "now"}
+
+
+def table(stats: dict, runs: list[dict], naive: dict | None, loads: list[float], goal_s: float) -> str:
+    h = runs[0]["hyperparameters"]
     lines = [f"### Fine-tuning, {datetime.date.today().isoformat()}", "",
              f"{machine()}; load average {loads[0]:.1f} at start, {loads[1]:.1f} at the end.",
              f"Data: {stats['pairs']} generated FAQ pairs ({stats['train']} train / {stats['val']} validation, the "
@@ -505,47 +530,61 @@ def table(stats: dict, ours: dict, naive: dict | None, loads: list[float], goal_
              f"them answer tokens), longest example {stats['longest']} tokens.",
              f"Config (product defaults): r={h['r']}, alpha={h['alpha']}, {'+'.join(h['target_modules'])}, "
              f"lr {h['learning_rate']:g}, {h['epochs']} epochs, batch {h['batch_size']}, max_length "
-             f"{h['max_length']}; precision: {m.get('precision', 'fp32')}.", "",
-             "| full run: `assistant finetune train` | value |", "|---|---:|",
-             f"| wall time (process start to exit) | {ours['seconds']:.0f} s ({ours['seconds'] / 60:.1f} min) |",
-             f"| training loop (steps, validation, checkpoints) | {m['seconds']:.0f} s, {m['steps']} steps |",
-             f"| CPU time of the process (user + sys, both cores) | {ours['cpu_s']:.0f} s |",
-             f"| training tokens/s (real tokens) | {m['tokens_per_s']:.0f} |",
-             f"| peak RSS | {ours['rss']:.0f} MiB |",
-             f"| train loss, first step → last epoch's mean | {m['first_train_loss']:.3f} → {m['train_loss']:.3f} |",
-             f"| validation loss | {curve} |",
-             f"| best validation loss (step) | {m['best_val_loss']:.3f} ({m['best_step']}), stopped early: "
-             f"{m['stopped_early']} |"]
+             f"{h['max_length']}. Each row is `assistant finetune train` in its own process, one after another.", "",
+             "| path | trainer | wall time (start to exit) | training loop | tokens/s | CPU s | peak RSS | validation "
+             "loss: start → each epoch | best (step) |", "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    for run in runs:
+        m = run["metrics"]
+        curve = " → ".join(f"{loss:.4f}" for _, loss in run["val_curve"])
+        lines.append(f"| {PATH_NAMES[run['path']]} | {TRAINER_NAMES[run['trainer']]} | {run['seconds']:.0f} s "
+                     f"({run['seconds'] / 60:.1f} min) | {m['seconds']:.0f} s, {m['steps']} steps | "
+                     f"{m['tokens_per_s']:.0f} | {run['cpu_s']:.0f} | {run['rss']:.0f} MiB | {curve} | "
+                     f"{m['best_val_loss']:.4f} ({m['best_step']}) |")
+    by = {(run["path"], run["trainer"]): run for run in runs}
+    for path in dict.fromkeys(run["path"] for run in runs):
+        now, before = by.get((path, "now")), by.get((path, "before"))
+        if now and before:
+            lines.append(f"| {PATH_NAMES[path]} | **now / before** | **{before['seconds'] / now['seconds']:.2f}× "
+                         f"faster** | | {now['metrics']['tokens_per_s'] / before['metrics']['tokens_per_s']:.2f}× | | "
+                         f"{now['rss'] / before['rss']:.2f}× | best differs by "
+                         f"{now['metrics']['best_val_loss'] - before['metrics']['best_val_loss']:+.4f} | |")
     if naive:
-        naive_tps, naive_cpu = naive["tokens"] / naive["seconds"], naive["tokens"] / naive["cpu_s"]
-        ours_cpu = stats["tokens"] * m["steps"] / m["total_steps"] * h["epochs"] / ours["cpu_s"]
+        first = next(run for run in runs if run["trainer"] == "now")
+        m = first["metrics"]
+        naive_tps = naive["tokens"] / naive["seconds"]
         lines += ["", "| short slice, same data and LoRA config | tokens/s (real tokens) | padded tokens per real one "
                   "| |", "|---|---:|---:|---|",
                   f"| naive `Trainer` (pad to {h['max_length']}, no grouping, fp32), {naive['steps']} steps after "
                   f"one warm-up, {naive['seconds']:.0f} s | {naive_tps:.0f} | "
                   f"{naive['padded_tokens'] / naive['tokens']:.2f} | peak RSS {naive['rss']:.0f} MiB; loss "
                   f"{naive['first_loss']:.2f} → {naive['last_loss']:.2f} (on all tokens) |",
-                  f"| ours (whole training loop, validation and checkpoints included) | {m['tokens_per_s']:.0f} | "
+                  f"| ours, {PATH_NAMES[first['path']]} (whole training loop) | {m['tokens_per_s']:.0f} | "
                   f"{stats['padding']:.2f} | |",
-                  f"| **ratio ours / naive** | **{m['tokens_per_s'] / naive_tps:.2f}×** | | |", "",
-                  "Per CPU-second (less sensitive to other work on the machine): naive "
-                  f"{naive_cpu:.0f} real tokens/CPU-s over its measured steps; ours {ours_cpu:.0f} over the whole "
-                  f"process (start, model load and validation included): {ours_cpu / naive_cpu:.2f}×."]
-    verdict = "met" if ours["seconds"] <= goal_s else "missed"
-    lines += ["", f"Goal: the full run ≤ {goal_s / 60:.0f} minutes on 2 cores — **{verdict}** "
-              f"({ours['seconds'] / 60:.1f} min)."]
+                  f"| **ratio ours / naive** | **{m['tokens_per_s'] / naive_tps:.2f}×** | | |"]
+    lines.append("")
+    for run in runs:
+        if run["trainer"] == "now":
+            verdict = "met" if run["seconds"] <= goal_s else "missed"
+            lines.append(f"Goal, {PATH_NAMES[run['path']]}: the full run ≤ {goal_s / 60:.0f} minutes on 2 cores — "
+                         f"**{verdict}** ({run['seconds'] / 60:.1f} min).")
     return "\n".join(lines)
 
 
 def main() -> None:
+    from assistant.cpu import has_native_bf16
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=400, help="generated prompt/completion pairs")
+    parser.add_argument("--paths", default="avx2,bf16" if has_native_bf16() else "avx2",
+                        help="comma-separated: avx2 (fp32, kernels capped at AVX2), fp32 (this CPU's kernels), bf16 "
+                             "(autocast; needs native bf16); default: those this CPU can run")
+    parser.add_argument("--trainers", default="before,now", help="comma-separated: before (the trainer before "
+                                                                 "issue 17), now")
+    parser.add_argument("--naive", action="store_true", help="also time the naive transformers Trainer slice")
     parser.add_argument("--naive-steps", type=int, default=40, help="most steps of the naive baseline")
     parser.add_argument("--naive-seconds", type=float, default=180, help="time budget of the naive baseline")
-    parser.add_argument("--skip-naive", action="store_true", help="only measure the product's run")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="ASSISTANT_LOCAL_PRECISION for ours")
     parser.add_argument("--home", type=Path, help="data home (default: ASSISTANT_HOME or the per-user one)")
-    parser.add_argument("--keep", action="store_true", help="keep the trained model in the registry")
+    parser.add_argument("--keep", action="store_true", help="keep the trained models in the registry")
     parser.add_argument("--phase", choices=["naive"], help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     from assistant.config import load_settings
@@ -562,11 +601,19 @@ def main() -> None:
     weights_folder(resolve_source(None), load_settings(home=home).model_cache_dir)  # first-time conversion, untimed
     stats = dataset_stats(data, home)
     loads = [os.getloadavg()[0]]
-    name = f"bench-finetune-{os.getpid()}"
-    print(f"[bench] ours: assistant finetune train {data} --name {name} …", file=sys.stderr, flush=True)
-    ours = phase_ours(data, name, home, args.precision)
+    runs = []
+    for path in args.paths.split(","):
+        for trainer in args.trainers.split(","):
+            name = f"bench-finetune-{path}-{trainer}-{os.getpid()}"
+            print(f"[bench] {path}, {trainer}: assistant finetune train {data} --name {name} …", file=sys.stderr,
+                  flush=True)
+            runs.append(phase_ours(data, name, home, path, trainer))
+            if not args.keep:
+                import shutil
+
+                shutil.rmtree(home / "finetuned" / name)
     naive = None
-    if not args.skip_naive:
+    if args.naive:
         print("[bench] naive Trainer slice …", file=sys.stderr, flush=True)
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--phase", "naive", "--home", str(home),
                                "--pairs", str(args.pairs), "--naive-steps", str(args.naive_steps),
@@ -574,12 +621,8 @@ def main() -> None:
                               check=True)
         naive = json.loads(done.stdout.splitlines()[-1])
     loads.append(os.getloadavg()[0])
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(home / "finetuned" / name)
-    print(table(stats, ours, naive, loads, goal_s=600))
-    print(f"\n<details><summary>raw</summary>\n\n```json\n{json.dumps({'ours': ours, 'naive': naive})}\n```\n"
+    print(table(stats, runs, naive, loads, goal_s=600))
+    print(f"\n<details><summary>raw</summary>\n\n```json\n{json.dumps({'runs': runs, 'naive': naive})}\n```\n"
           "</details>")
 
 

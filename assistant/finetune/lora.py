@@ -25,10 +25,12 @@ from assistant.device import resolve_device
 from assistant.errors import AssistantError, ConfigError
 from assistant.examples import Example
 from assistant.finetune import checkpoint, parallel
+from assistant.finetune.answer_loss import answer_loss_sum
 from assistant.finetune.curves import plot_loss
 from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, split
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.lora_data import IGNORE, batches, encode, iterate
+from assistant.finetune.prefix import decode
 from assistant.finetune.registry import ModelRecord, Registry, holds_training_lock
 
 __all__ = ["LoraTrainConfig", "request_stop", "token_counter", "train_lora"]
@@ -282,11 +284,9 @@ class _Run:
         labels = batch["labels"][:, 1:]
         trained = labels != IGNORE
         with torch.autocast(self.device.kind, dtype=torch.bfloat16, enabled=autocast):
-            hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                         use_cache=False).last_hidden_state
-            logits = model.get_output_embeddings()(hidden[:, :-1][trained])
-        return torch.nn.functional.cross_entropy(logits.float(), labels[trained], reduction="sum") / max(
-            1, int(trained.sum()))
+            hidden = decode(model.get_decoder(), batch["input_ids"], batch["attention_mask"])
+            loss = answer_loss_sum(hidden[:, :-1][trained], model.get_output_embeddings(), labels[trained])
+        return loss / max(1, int(trained.sum()))
 
     def _trained(self, batch: list[int]) -> int:
         # shifted by one: the first label is never predicted
