@@ -18,8 +18,11 @@ def cpu_flags() -> frozenset[str]:
 
 
 def has_native_bf16() -> bool:
-    """bf16 matrix instructions: without them bf16 on a CPU is emulated and slower than fp32."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    """bf16 matrix instructions torch may use: without them bf16 on a CPU is emulated and slower than fp32. Capping
+    torch's kernels at AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) takes them away too."""
+    capped = (os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in {"default", "avx2"}
+              or os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper().startswith(("SSE", "AVX2")))
+    return not capped and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def usable_cores() -> int:

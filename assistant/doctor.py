@@ -23,6 +23,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
     for model in bundled.BUNDLED:
         yield _check(f"bundled {model.name}", lambda model=model: str(model.path()))
     yield _check("device", lambda: _device(settings))
+    yield _check("LoRA training precision", lambda: _training_precision(settings))
     yield _check("llama.cpp (GGUF runtime)", lambda: _llama_cpp(settings))
     yield _check(f"backend {settings.backend}", lambda: _try_backend(settings))
     yield _check(f"knowledge base {settings.collection}", lambda: _knowledge_base(settings))
@@ -83,6 +84,14 @@ def _device(settings: Settings) -> str:
 
     device = resolve_device(settings.device)
     return f"{device.name} ({device.why}): local models, the embedder and LoRA training run there"
+
+
+def _training_precision(settings: Settings) -> str:
+    from assistant.device import resolve_device
+    from assistant.finetune.precision import training_precision
+
+    chosen = training_precision(settings.local_precision, resolve_device(settings.device))
+    return f"{chosen.name} ({chosen.why})"
 
 
 def _llama_cpp(settings: Settings) -> str:

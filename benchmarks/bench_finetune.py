@@ -6,11 +6,11 @@ same run; optionally a naive transformers `Trainer` LoRA run on a short slice of
 
 The dataset is generated (seeded, no network) into benchmarks/.data/ (gitignored). Each run is the real command,
 `assistant finetune train DATA --name NAME`, in a child process: wall time includes the start, model load, tokenising,
-validation and checkpoints; peak RSS is that process's own. `avx2` caps torch's kernels at AVX2 and trains in fp32:
-what an AVX2-only CPU runs. The naive baseline is what a user gets from the transformers docs: the same peft
-LoraConfig and chat-template text, `padding="max_length"` (384) with `DataCollatorForLanguageModeling`, no length
-grouping, fp32. Tokens/s counts real (unpadded) tokens. Prints a Markdown table for docs/BENCHMARKS.md on stdout;
-progress goes to stderr.
+validation and checkpoints; peak RSS is that process's own. `avx2` caps torch's kernels at AVX2 (and so takes away
+native bf16): what an AVX2-only CPU runs, with its default precision (`avx2-fp32`: with local_precision=fp32). The
+naive baseline is what a user gets from the transformers docs: the same peft LoraConfig and chat-template text,
+`padding="max_length"` (384) with `DataCollatorForLanguageModeling`, no length grouping, fp32. Tokens/s counts real
+(unpadded) tokens. Prints a Markdown table for docs/BENCHMARKS.md on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -375,17 +375,18 @@ def write_dataset(pairs: int) -> Path:
 
 # -- the phases ----------------------------------------------------------------------------------------------------
 
-# Precision paths a CPU runs: `avx2` caps torch's kernels at AVX2 (set before torch loads) and trains in fp32, as an
-# AVX2-only CPU does; `bf16` is bf16 autocast, on CPUs that multiply bf16 natively.
-PATHS = {"avx2": {"ASSISTANT_LOCAL_PRECISION": "fp32", "ATEN_CPU_CAPABILITY": "avx2",
-                  "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-         "fp32": {"ASSISTANT_LOCAL_PRECISION": "fp32"},
+# Precision paths a CPU runs: `avx2` caps torch's kernels at AVX2 (set before torch loads), as on an AVX2-only CPU;
+# `bf16` is bf16 autocast, on CPUs that multiply bf16 natively.
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PATHS = {"avx2": {"ASSISTANT_LOCAL_PRECISION": "auto", **AVX2},  # what an AVX2 CPU gets by default
+         "avx2-fp32": {"ASSISTANT_LOCAL_PRECISION": "fp32", **AVX2},  # the same CPU with local_precision=fp32
          "bf16": {"ASSISTANT_LOCAL_PRECISION": "bf16"}}
-# The trainer before issue 17, for the same-run baseline: every row decodes its own copy of the shared prefix, and the
-# output layer's logits are made whole, then the loss.
+# The trainer before issue 17, for the same-run baseline: every row decodes its own copy of the shared prefix, the
+# output layer's logits are made whole, then the loss, and the base multiplies in fp32 where bf16 is not native.
 BEFORE = ("import runpy, sys, torch\n"
-          "from assistant.finetune import lora, prefix\n"
+          "from assistant.finetune import int8_base, lora, prefix\n"
           "prefix.MIN_SHARED = sys.maxsize\n"
+          "int8_base.available = lambda: False\n"
           "lora.answer_loss_sum = lambda hidden, layer, labels: torch.nn.functional.cross_entropy(\n"
           "    layer(hidden).float(), labels, reduction='sum')\n"
           "runpy.run_module('assistant', run_name='__main__')\n")
@@ -516,7 +517,8 @@ def machine() -> str:
             f"peft {version('peft')}")
 
 
-PATH_NAMES = {"avx2": "fp32, kernels capped at AVX2", "fp32": "fp32, this CPU's kernels", "bf16": "bf16 autocast"}
+PATH_NAMES = {"avx2": "AVX2 (kernels capped), default precision", "avx2-fp32": "AVX2 (kernels capped), "
+              "local_precision=fp32", "bf16": "bf16 autocast"}
 TRAINER_NAMES = {"before": "before #17", "now": "now"}
 
 
@@ -576,8 +578,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=400, help="generated prompt/completion pairs")
     parser.add_argument("--paths", default="avx2,bf16" if has_native_bf16() else "avx2",
-                        help="comma-separated: avx2 (fp32, kernels capped at AVX2), fp32 (this CPU's kernels), bf16 "
-                             "(autocast; needs native bf16); default: those this CPU can run")
+                        help="comma-separated: avx2 (kernels capped at AVX2, default precision), avx2-fp32 (the same "
+                             "with local_precision=fp32), bf16 (autocast; needs native bf16); default: those this "
+                             "CPU can run")
     parser.add_argument("--trainers", default="before,now", help="comma-separated: before (the trainer before "
                                                                  "issue 17), now")
     parser.add_argument("--naive", action="store_true", help="also time the naive transformers Trainer slice")

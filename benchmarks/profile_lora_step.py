@@ -25,10 +25,11 @@ AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDN
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", choices=["native", "avx2"], default="native")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="local_precision (auto: bf16 autocast with native bf16, else int8 base matmuls)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trainer", choices=["current", "unshared"], default="current",
-                        help="unshared: every row decodes its own copy of the shared prefix (the trainer before #17)")
+                        help="unshared: every row decodes its own copy of the shared prefix")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("ASSISTANT_HOME", "/tmp/bench-home")))
     args = parser.parse_args()
     if args.cpu == "avx2":
@@ -81,7 +82,7 @@ def main() -> None:
     registry.remove(name)
     best = {key: min(values) for key, values in times.items()}
     real = sum(len(run.train_items[i].input_ids) for i in batch_ids[0])
-    print(json.dumps({"cpu": args.cpu, "trainer": args.trainer, "precision": "bf16 autocast" if run.bf16 else "fp32",
+    print(json.dumps({"cpu": args.cpu, "trainer": args.trainer, "precision": run.precision.name,
                       "torch_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
                       "batch": {"examples": len(batch_ids[0]), "real_tokens": real,
                                 "width": int(batch["input_ids"].shape[1])},

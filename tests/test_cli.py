@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,8 +108,9 @@ def test_chat_keeps_the_conversation(openai_server: OpenAICompatibleServer) -> N
 def test_doctor_passes_on_a_healthy_install(model_home: Path) -> None:
     result = run("doctor", env={"ASSISTANT_HOME": str(model_home)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("[ok  ]") == 8
+    assert result.stdout.count("[ok  ]") == 9
     assert "[ok  ] device: cpu" in result.stdout or "[ok  ] device: cuda" in result.stdout
+    assert re.search(r"\[ok  \] LoRA training precision: (bf16 autocast|int8 base matmuls|fp32) \(", result.stdout)
     assert "[ok  ] llama.cpp (GGUF runtime): llama-cpp-python 0.3.36, auto build" in result.stdout
     assert "SmolLM2-135M-Instruct loaded in" in result.stdout and "(llama.cpp (" in result.stdout
     assert "knowledge base knowledge: not created yet" in result.stdout
