@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     local_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Hugging Face models in transformers: auto = fp32 on a CPU (keeps greedy output), bf16 "
         "(or fp16) on a GPU. GGUF models keep their own quantisation. LoRA training: auto = bf16 autocast where the "
-        "CPU or GPU has native bf16, else on a CPU the frozen base in int8 (fp32 adapter); fp32 = all fp32.",
+        "CPU or GPU has native bf16, else fp32; fp32 = always fp32.",
     )
     chroma_url: str | None = Field(
         None, description="A Chroma server (http://host:port) instead of the embedded store under the data home."

@@ -381,12 +381,11 @@ AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDN
 PATHS = {"avx2": {"ASSISTANT_LOCAL_PRECISION": "auto", **AVX2},  # what an AVX2 CPU gets by default
          "avx2-fp32": {"ASSISTANT_LOCAL_PRECISION": "fp32", **AVX2},  # the same CPU with local_precision=fp32
          "bf16": {"ASSISTANT_LOCAL_PRECISION": "bf16"}}
-# The trainer before issue 17, for the same-run baseline: every row decodes its own copy of the shared prefix, the
-# output layer's logits are made whole, then the loss, and the base multiplies in fp32 where bf16 is not native.
+# The trainer before issue 17, for the same-run baseline: every row decodes its own copy of the shared prefix, and the
+# output layer's logits are made whole, then the loss.
 BEFORE = ("import runpy, sys, torch\n"
-          "from assistant.finetune import int8_base, lora, prefix\n"
+          "from assistant.finetune import lora, prefix\n"
           "prefix.MIN_SHARED = sys.maxsize\n"
-          "int8_base.available = lambda: False\n"
           "lora.answer_loss_sum = lambda hidden, layer, labels: torch.nn.functional.cross_entropy(\n"
           "    layer(hidden).float(), labels, reduction='sum')\n"
           "runpy.run_module('assistant', run_name='__main__')\n")

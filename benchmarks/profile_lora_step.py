@@ -1,7 +1,7 @@
 """Where a local LoRA training step's time goes (issue 17): data, forward, backward, optimizer — for the trainer's
 step on one real batch of the fine-tuning benchmark's FAQ set, per precision path.
 
-    .venv/bin/python benchmarks/profile_lora_step.py [--cpu native|avx2] [--precision fp32|bf16] [--repeats 3]
+    .venv/bin/python benchmarks/profile_lora_step.py [--cpu avx2] [--precision auto|fp32|bf16] [--trainer before]
 
 `--cpu avx2` caps torch's kernels at AVX2 (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA, set
 before torch loads), which is what an AVX2-only CPU runs. The batch is 8 examples of the set's median length, as the
@@ -19,17 +19,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+from benchmarks.bench_finetune import AVX2, write_dataset  # noqa: E402  (imports no torch: the caps come first)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpu", choices=["native", "avx2"], default="native")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="local_precision (auto: bf16 autocast with native bf16, else int8 base matmuls)")
+                        help="local_precision (auto: bf16 autocast with native bf16, else fp32)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--trainer", choices=["current", "unshared"], default="current",
-                        help="unshared: every row decodes its own copy of the shared prefix")
+    parser.add_argument("--trainer", choices=["before", "now"], default="now",
+                        help="before: the trainer before issue 17 (as bench_finetune.py's baseline)")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("ASSISTANT_HOME", "/tmp/bench-home")))
     args = parser.parse_args()
     if args.cpu == "avx2":
@@ -40,18 +41,17 @@ def main() -> None:
     import torch
 
     from assistant.config import load_settings
-    from assistant.finetune import prefix
-    from assistant.finetune.lora import LoraTrainConfig, _Run
+    from assistant.finetune import lora, prefix
+    from assistant.finetune.lora import LoraTrainConfig, _load_data, _Run, _start_record
     from assistant.finetune.lora_data import iterate
     from assistant.finetune.registry import Registry
-    from benchmarks.bench_finetune import write_dataset
 
-    if args.trainer == "unshared":
+    if args.trainer == "before":  # what bench_finetune.py's BEFORE patches out
         prefix.MIN_SHARED = sys.maxsize
+        lora.answer_loss_sum = lambda hidden, layer, labels: torch.nn.functional.cross_entropy(
+            layer(hidden).float(), labels, reduction="sum")
     settings = load_settings()
     data = write_dataset(400)
-    from assistant.finetune.lora import _load_data, _start_record
-
     config = LoraTrainConfig()
     train_set, val_set = _load_data(data, None, config)
     registry = Registry.from_settings(settings)

@@ -23,13 +23,13 @@ from assistant.config import Settings
 from assistant.device import resolve_device
 from assistant.errors import AssistantError, ConfigError
 from assistant.examples import Example
-from assistant.finetune import checkpoint, int8_base, parallel
+from assistant.finetune import checkpoint, parallel
 from assistant.finetune.answer_loss import answer_loss_sum
 from assistant.finetune.curves import plot_loss
 from assistant.finetune.datasets import dataset_hash, duplicates, load_examples, prompt_hash, split
 from assistant.finetune.lora_config import LoraTrainConfig
 from assistant.finetune.lora_data import IGNORE, batches, encode, iterate
-from assistant.finetune.precision import BF16, INT8, training_precision
+from assistant.finetune.precision import BF16, training_precision
 from assistant.finetune.prefix import decode
 from assistant.finetune.registry import ModelRecord, Registry, holds_training_lock
 
@@ -163,10 +163,9 @@ class _Run:
             torch.set_num_threads(settings.threads or parallel.threads_for(world))
         device = resolve_device(settings.device)
         self.device = type(device)(parallel.device_for(world, device.name), device.why)
-        # bf16 autocast where the device multiplies bf16 natively (~1.7× faster a step on Zen 4), else on a CPU the
-        # frozen base in int8 (int8_base.py); validation stays fp32, the precision the adapter is served in;
-        # local_precision=fp32 opts out. Eager attention with bf16: at FAQ lengths its small matmuls beat the CPU
-        # flash-attention kernel's bf16 backward.
+        # bf16 autocast where the device multiplies bf16 natively (~1.7× faster a step on Zen 4); validation stays
+        # fp32, the precision the adapter is served in; local_precision=fp32 opts out. Eager attention with bf16: at
+        # FAQ lengths its small matmuls beat the CPU flash-attention kernel's bf16 backward.
         self.precision = training_precision(settings.local_precision, self.device)
         self.bf16 = self.precision.name == BF16
         base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
@@ -183,8 +182,6 @@ class _Run:
         self.train_items = [encode(self.tokenizer, e, config.max_length) for e in train_set]
         self.val_items = [encode(self.tokenizer, e, config.max_length) for e in val_set]
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        if self.precision.name == INT8:  # before a checkpoint is restored: every start calibrates the same
-            int8_base.quantise_base(self.model.get_base_model().get_decoder(), self._calibrate)
         self.steps_per_epoch = math.ceil(math.ceil(len(self.train_items) / config.batch_size)
                                          / config.gradient_accumulation)
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -288,14 +285,6 @@ class _Run:
             hidden = decode(model.get_decoder(), batch["input_ids"], batch["attention_mask"])
             loss = answer_loss_sum(hidden[:, :-1][trained], model.get_output_embeddings(), labels[trained])
         return loss / max(1, int(trained.sum()))
-
-    def _calibrate(self, examples: int = 16) -> None:
-        """The first training examples through the model (no dropout): what int8_base smooths by."""
-        self.model.eval()
-        first = list(range(min(examples, len(self.train_items))))
-        for batch in iterate(self.train_items, [first[i:i + self.config.batch_size]
-                                                for i in range(0, len(first), self.config.batch_size)], self.pad_id):
-            self._loss(batch)
 
     def _trained(self, batch: list[int]) -> int:
         # shifted by one: the first label is never predicted

@@ -10,18 +10,18 @@ import torch
 from assistant.cpu import has_native_bf16
 from assistant.device import Device
 
-BF16, INT8, FP32 = "bf16 autocast", "int8 base matmuls", "fp32"
+BF16, FP32 = "bf16 autocast", "fp32"
 
 
 @dataclass(frozen=True)
 class TrainingPrecision:
-    name: str  # BF16, INT8 or FP32: what the run's metrics record
+    name: str  # BF16 or FP32: what the run's metrics record
     why: str
 
 
 def training_precision(local_precision: str, device: Device) -> TrainingPrecision:
-    """bf16 autocast where the device multiplies bf16 natively (a GPU that has it; a CPU with AVX512_BF16 or AMX);
-    else, on a CPU, the frozen base in int8 (int8_base.py); `local_precision=fp32` keeps everything fp32."""
+    """bf16 autocast where the device multiplies bf16 natively (a GPU that has it; a CPU with AVX512_BF16 or AMX),
+    else fp32 (emulated bf16 is slower than fp32); `local_precision=fp32` opts out, `bf16` forces it."""
     if local_precision in ("fp32", "fp16"):  # fp16 is for generating on a GPU; training keeps fp32 with it
         return TrainingPrecision(FP32, f"local_precision={local_precision}")
     if local_precision == "bf16":
@@ -34,8 +34,4 @@ def training_precision(local_precision: str, device: Device) -> TrainingPrecisio
         return TrainingPrecision(FP32, f"{device.kind} trains in fp32")
     if has_native_bf16():
         return TrainingPrecision(BF16, "the CPU multiplies bf16 natively")
-    from assistant.finetune import int8_base
-
-    if int8_base.available():
-        return TrainingPrecision(INT8, "no native bf16 on this CPU: the frozen base multiplies in int8, LoRA in fp32")
-    return TrainingPrecision(FP32, "no native bf16, and this torch build has no int8 matmul: fp32, slower")
+    return TrainingPrecision(FP32, "no native bf16 on this CPU (AVX512_BF16 or AMX)")

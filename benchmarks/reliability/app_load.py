@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
 import random
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.reliability.claims import report  # noqa: E402
 from benchmarks.reliability.concurrency import folders, stored  # noqa: E402
 from tests.api_server import ASSISTANT, numbered_question  # noqa: E402
 from tests.app_server import AppServer, ask, open_chat, pick_strategy  # noqa: E402
@@ -119,8 +119,8 @@ def main() -> None:
                          "swap would show)", f"{distinct} of {args.sessions}", distinct == args.sessions))
             rows.append((f"{args.sessions} browser sessions asking at once: answers delivered / each its own "
                          "question's, equal to its answer alone",
-                         f"{len(delivered)} / {len(own)} of {args.sessions}; slowest {max(r.seconds for r in together):.1f}"
-                         f" s", len(own) == args.sessions))
+                         f"{len(delivered)} / {len(own)} of {args.sessions}; slowest "
+                         f"{max(r.seconds for r in together):.1f} s", len(own) == args.sessions))
 
             # Claim 5: the app reading while two ingests and a compare use the same embedded store.
             writers = run_writers(parts, env, work / "comparison")
@@ -136,7 +136,8 @@ def main() -> None:
             ingest(env, parts[n])  # told to retry: retried, as the message says
         rows.append(("3 rag chats in the app while 2 ingests and a compare ran: answers with sources / asked",
                      f"{len(answered)} / {len(replies)}; slowest {max(r.seconds for r in replies):.1f} s; errors "
-                     f"shown: {sorted({r.error for r in replies if r.error}) or 'none'}", len(answered) == len(replies)))
+                     f"shown: {sorted({r.error for r in replies if r.error}) or 'none'}",
+                     len(answered) == len(replies)))
         rows.append(("the 2 ingests beside them", ", ".join(
             f"exit {code}" + (" (another process was writing: retried)" if n in refused else "")
             for n, (code, _) in enumerate(outcomes[:2])), all(code == 0 or n in refused
@@ -153,14 +154,7 @@ def main() -> None:
                      have.get("documents") == want.get("documents") and not have.get("not_done")))
     seconds = time.perf_counter() - started
 
-    print(f"\n{datetime.date.today()}, app_load.py --sessions {args.sessions} --tokens {args.tokens} --files "
-          f"{args.files}, {seconds:.0f} s\n")
-    print("| check | result | as claimed |")
-    print("|---|---|---|")
-    for check, result, ok in rows:
-        print(f"| {check} | {result} | {'yes' if ok else '**no**'} |")
-    if not all(ok for *_, ok in rows):
-        sys.exit(1)
+    report(f"app_load.py --sessions {args.sessions} --tokens {args.tokens} --files {args.files}", seconds, rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ the reader is the same child reading every chunk back, in a loop while the write
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import random
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.reliability.claims import report  # noqa: E402
 from benchmarks.reliability.kill_ingest import write_corpus  # noqa: E402
 from tests.chroma_server import start_chroma  # noqa: E402
 from tests.trained import FACTS, write  # noqa: E402
@@ -148,13 +148,7 @@ def main() -> None:
                      codes == [0, 0] and statuses == {"first": "succeeded", "second": "succeeded"}))
     seconds = time.perf_counter() - started
 
-    print(f"\n{datetime.date.today()}, concurrency.py --files {args.files}, {seconds:.0f} s\n")
-    print("| check | result | as claimed |")
-    print("|---|---|---|")
-    for check, result, ok in rows:
-        print(f"| {check} | {result} | {'yes' if ok else '**no**'} |")
-    if not all(ok for *_, ok in rows):
-        sys.exit(1)
+    report(f"concurrency.py --files {args.files}", seconds, rows)
 
 
 if __name__ == "__main__":

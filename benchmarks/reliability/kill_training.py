@@ -6,9 +6,9 @@ adapter equals an uninterrupted run's; while a run lives its name is held; once 
 
 The real `assistant finetune train` CLI in a child process on the bundled SmolLM2 (fp32, 4 made-up facts, batch 2,
 50 epochs = 100 steps, a checkpoint every 5 steps). Each round: wait until the history shows a random step between
-the last checkpoint + 1 and + 12; freeze it (SIGSTOP) and check a second `--resume` is refused; SIGKILL; check the
-record reads `stopped`; the next round is `--resume`. Then one `--resume` to the end, and an uninterrupted run in
-this process to compare.
+the last checkpoint + 1 and + 12 (and past the previous kill); freeze it (SIGSTOP) and check a second `--resume` is
+refused; SIGKILL; check the record reads `stopped`; the next round is `--resume`. Then one `--resume` to the end, and
+an uninterrupted run in this process to compare.
 Prints a Markdown table for docs/RELIABILITY.md; progress goes to stderr.
 """
 
@@ -77,7 +77,10 @@ def main() -> None:
         for round_ in range(args.kills):
             child = subprocess.Popen(command(data, "killed", resume=round_ > 0), env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            target = checkpoint_step(run_dir) + rng.randint(1, 12)
+            # Past the previous kill too: until the resumed run rewrites the history (at its start, back to its
+            # checkpoint), the file still shows the killed run's last steps, which a target at or below would match
+            # at once — freezing a child that has not started, and so holds no lock yet.
+            target = max(checkpoint_step(run_dir) + rng.randint(1, 12), last_step(run_dir) + 1)
             deadline = time.monotonic() + GUARD_S
             while last_step(run_dir) < target and child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
